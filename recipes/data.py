@@ -1,0 +1,231 @@
+"""Data for every recipe: any TFDS image dataset, checked, split and piped.
+
+`load_data(config)` resolves the dataset, checks it has an image and a label
+feature, prepares it (TFDS downloads only datasets that need it), loads the eval
+split and the train labels, and hands out tf.data pipelines.
+"""
+
+import dataclasses
+import difflib
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from recipes import datasets  # noqa: F401  (registers the offline builders)
+from zoo.errors import ZooError
+
+AUTOTUNE = tf.data.AUTOTUNE
+CACHE_LIMIT_BYTES = 2 << 30  # decoded train splits up to 2 GiB are cached in memory
+
+
+def make_builder(name, data_dir="", manual_dir=""):
+    """The TFDS builder for `name`, with a one-line error for unknown names."""
+    data_dir = data_dir or None
+    try:
+        cls = tfds.builder_cls(name.split("/")[0].split(":")[0])
+        if hasattr(cls, "config_for_manual_dir"):
+            return cls(config=cls.config_for_manual_dir(manual_dir), data_dir=data_dir)
+        return tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        known = tfds.list_builders(with_community_datasets=False)
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        raise ZooError(f"--dataset={name}: no such TFDS dataset.{hint} (tfds.list_builders() lists them)") from None
+
+
+def check_image_dataset(name, info):
+    """(image_shape, num_classes, class_names) of a dataset, or a one-line error."""
+    features = info.features
+    try:
+        image, label = features["image"], features["label"]
+    except (KeyError, TypeError):
+        image = label = None
+    if not isinstance(image, tfds.features.Image) or not isinstance(label, tfds.features.ClassLabel):
+        found = ", ".join(f"{k} ({type(v).__name__})" for k, v in features.items()) if hasattr(features, "items") else type(features).__name__
+        raise ZooError(
+            f"--dataset={name} has features {found}; recipes need an 'image' (Image) and a 'label' "
+            "(ClassLabel) feature: pick an image classification dataset such as mnist or cifar10"
+        )
+    shape = tuple(image.shape)
+    if any(d is None for d in shape):
+        raise ZooError(f"--dataset={name} has images of varying size {shape}; recipes need a fixed image shape")
+    return shape, label.num_classes, list(label.names)
+
+
+def balanced_sample(labels, n, num_classes, seed, what="--label_budgets"):
+    """Indices of a class-balanced, seeded sample of `n` examples.
+
+    Each class gets n // num_classes; the remainder goes to randomly chosen classes.
+    """
+    rng = np.random.default_rng(seed)
+    quota = np.full(num_classes, n // num_classes)
+    quota[rng.choice(num_classes, n % num_classes, replace=False)] += 1
+    picks = []
+    for c in range(num_classes):
+        pool = np.flatnonzero(labels == c)
+        if len(pool) < quota[c]:
+            raise ZooError(
+                f"{what}: a class-balanced draw of {n} needs {quota[c]} examples of class {c}, "
+                f"but the training split has {len(pool)}; use a smaller budget"
+            )
+        picks.append(rng.choice(pool, quota[c], replace=False))
+    return np.sort(np.concatenate(picks))
+
+
+def augmenter(seed):
+    """Random translation, rotation and zoom: the same for every downstream classifier."""
+    return keras.Sequential([
+        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed),
+        keras.layers.RandomRotation(0.05, fill_mode="constant", seed=seed + 1),
+        keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2),
+    ], name="augment")
+
+
+def _augment_uint8(aug):
+    def apply(images, labels):
+        x = aug(tf.cast(images, tf.float32), training=True)
+        return tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8), labels
+    return apply
+
+
+def labelled_dataset(images, labels, batch_size, seed, augment=False):
+    """An endless, shuffled, batched pipeline over a small labelled set."""
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.batch(min(batch_size, len(images)), drop_remainder=True)
+    if augment:
+        ds = ds.map(_augment_uint8(augmenter(seed)), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
+
+
+@dataclasses.dataclass
+class Data:
+    """A prepared dataset: the eval split and train labels in memory, the train split streamed."""
+
+    name: str
+    builder: object
+    train_split: str
+    eval_split: str
+    image_shape: tuple
+    num_classes: int
+    class_names: list
+    train_labels: np.ndarray
+    eval_images: np.ndarray
+    eval_labels: np.ndarray
+
+    @property
+    def num_train(self):
+        return len(self.train_labels)
+
+    def describe(self):
+        return {
+            "name": self.name, "train_split": self.train_split, "eval_split": self.eval_split,
+            "num_train": self.num_train, "num_eval": len(self.eval_labels),
+            "num_classes": self.num_classes, "class_names": self.class_names,
+        }
+
+    def pretrain_dataset(self, transform, batch_size, seed, drop_remainder=False):
+        """train split -> (image, label) -> cache -> shuffle -> transform -> batch -> prefetch."""
+        ds = self.builder.as_dataset(
+            split=self.train_split, shuffle_files=not self.builder.info.disable_shuffling,
+            read_config=tfds.ReadConfig(shuffle_seed=seed),
+        )
+        ds = ds.map(lambda ex: (ex["image"], ex["label"]), num_parallel_calls=AUTOTUNE)
+        if self.num_train * int(np.prod(self.image_shape)) <= CACHE_LIMIT_BYTES:
+            ds = ds.cache()
+        ds = ds.shuffle(min(self.num_train, 20_000), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(transform, num_parallel_calls=AUTOTUNE)
+        return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
+
+    def eval_dataset(self, transform, batch_size):
+        ds = tf.data.Dataset.from_tensor_slices((self.eval_images, self.eval_labels))
+        return ds.map(transform, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)
+
+    def labelled_subsets(self, budgets, seeds):
+        """{(n, seed): (images, labels)}: class-balanced draws from the train split, one pass to read."""
+        draws = {(n, s): balanced_sample(self.train_labels, n, self.num_classes, s) for n in budgets for s in seeds}
+        wanted = np.zeros(self.num_train, dtype=bool)
+        for idx in draws.values():
+            wanted[idx] = True
+        keep = tf.constant(wanted)
+
+        def is_wanted(i, example):
+            return keep[i]
+
+        def index_and_image(i, example):
+            return i, example["image"]
+
+        ds = self.builder.as_dataset(split=self.train_split, shuffle_files=False)
+        ds = ds.enumerate().filter(is_wanted).map(index_and_image)
+        index, images = [], []
+        for i, image in ds.batch(1024).as_numpy_iterator():
+            index.append(i)
+            images.append(image)
+        position = {int(i): k for k, i in enumerate(np.concatenate(index))}
+        images = np.concatenate(images)
+        return {
+            key: (images[[position[int(i)] for i in idx]], self.train_labels[idx])
+            for key, idx in draws.items()
+        }
+
+
+def _split_info(name, builder, flag, split):
+    try:
+        return builder.info.splits[split].num_examples
+    except (KeyError, ValueError, AssertionError) as e:
+        available = ", ".join(builder.info.splits.keys()) or "none"
+        raise ZooError(f"--{flag}={split}: not a split of {name} ({str(e).splitlines()[0]}); splits: {available}") from None
+
+
+def _label(example):
+    return example["label"]
+
+
+def _image_and_label(example):
+    return example["image"], example["label"]
+
+
+def _to_numpy(ds, split_flag, batch_size=4096):
+    """A finite dataset as NumPy arrays, read in batches."""
+    parts = list(ds.batch(batch_size).as_numpy_iterator())
+    if not parts:
+        raise ZooError(f"{split_flag} is empty: choose a split with examples")
+    if isinstance(parts[0], tuple):
+        return tuple(np.concatenate(p) for p in zip(*parts))
+    return np.concatenate(parts)
+
+
+def load_data(config, prepare=True):
+    """Resolve, check and prepare `config.dataset`; load eval split and train labels."""
+    builder = make_builder(config.dataset, config.data_dir, config.manual_dir)
+    image_shape, num_classes, class_names = check_image_dataset(config.dataset, builder.info)
+    if prepare:
+        try:
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(manual_dir=config.manual_dir or None)
+            )
+        except ZooError:
+            raise
+        except Exception as e:  # TFDS raises many kinds for a missing network or files
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ZooError(
+                f"--dataset={config.dataset}: could not prepare it ({type(e).__name__}: {first}); "
+                "check the network, or point --data_dir at prepared data"
+            ) from None
+    if builder.info.splits:  # empty only for mocked datasets (tfds.testing.mock_data)
+        for flag in ("train_split", "eval_split"):
+            _split_info(config.dataset, builder, flag, getattr(config, flag))
+
+    train = builder.as_dataset(split=config.train_split, decoders={"image": tfds.decode.SkipDecoding()})
+    train_labels = _to_numpy(train.map(_label), f"--train_split={config.train_split}")
+    eval_images, eval_labels = _to_numpy(builder.as_dataset(split=config.eval_split).map(_image_and_label),
+                                         f"--eval_split={config.eval_split}")
+    train_labels, eval_labels = train_labels.astype(np.int64), eval_labels.astype(np.int64)
+    return Data(
+        name=config.dataset, builder=builder,
+        train_split=config.train_split, eval_split=config.eval_split,
+        image_shape=image_shape, num_classes=num_classes, class_names=class_names,
+        train_labels=train_labels, eval_images=eval_images, eval_labels=eval_labels,
+    )

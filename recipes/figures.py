@@ -1,0 +1,59 @@
+"""PNG figures a person would rather look at than read."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: works on machines without a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def training_curves(rows, path, title="Pretraining"):
+    """One panel per metric, train and validation per epoch; `rows` are per-epoch dicts."""
+    names = [k for k in rows[0] if k != "epoch" and not k.startswith("val_")] if rows else []
+    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(4 * max(len(names), 1), 3), squeeze=False)
+    epochs = [r["epoch"] + 1 for r in rows]
+    for ax, name in zip(axes[0], names):
+        ax.plot(epochs, [r[name] for r in rows], marker="o", label="train")
+        if f"val_{name}" in rows[0]:
+            ax.plot(epochs, [r[f"val_{name}"] for r in rows], marker="o", label="eval")
+        ax.set(title=name, xlabel="epoch")
+        ax.legend()
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def image_rows(rows, path, labels=None):
+    """A grid: one row per array of images (N x H x W x C, uint8 or [0, 1] floats)."""
+    n = min(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 0.9), squeeze=False)
+    for r, images in enumerate(rows):
+        for c in range(n):
+            image = np.asarray(images[c], dtype=np.float32)
+            image = image / 255.0 if image.max() > 1.0 else image
+            ax = axes[r][c]
+            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if labels:
+            axes[r][0].set_ylabel(labels[r], rotation=0, ha="right", va="center")
+    _save(fig, path)
+
+
+def transfer_plot(table, path, title):
+    """Eval accuracy against label budget: frozen, finetune, scratch (mean +- std)."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    budgets = [row["labels"] for row in table]
+    for kind in ("frozen", "finetune", "scratch"):
+        means = [row[kind] for row in table]
+        stds = [row.get("std", {}).get(kind, 0.0) for row in table]
+        ax.errorbar(budgets, means, yerr=stds, marker="o", capsize=3, label=kind)
+    ax.set(xscale="log", xlabel="labelled examples", ylabel="eval accuracy", title=title)
+    ax.legend()
+    _save(fig, path)

@@ -1,0 +1,5 @@
+"""Package metadata and dependencies live in setup.cfg."""
+
+from setuptools import setup
+
+setup()

@@ -1,0 +1,61 @@
+"""Shared test setup: offline, tiny, and fast.
+
+Two logical CPU devices are configured before TensorFlow starts, so a
+MirroredStrategy test has two replicas on any machine.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import tensorflow as tf  # noqa: E402
+
+_cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from recipes import autoencoder  # noqa: E402
+from recipes.datasets import write_idx  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory):
+    """One TFDS data dir per session: the offline datasets are prepared once."""
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture
+def tiny_config(tfds_dir, tmp_path):
+    """The autoencoder recipe at tiny settings on the offline default dataset."""
+    return autoencoder.Config(
+        data_dir=tfds_dir, model_dir=str(tmp_path / "run"), model="conv_autoencoder_tiny",
+        filters=(4, 8), convs_per_block=1, latent_dim=4, epochs=1, batch_size=64,
+        label_budgets=(10, 20), transfer_steps=2, transfer_batch_size=8,
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_dir(tfds_dir, tmp_path_factory):
+    """An artifact from one tiny run, shared by the reload and frozen tests."""
+    model_dir = str(tmp_path_factory.mktemp("trained") / "ae")
+    autoencoder.run(autoencoder.Config(
+        data_dir=tfds_dir, model_dir=model_dir, model="conv_autoencoder_tiny",
+        filters=(4, 8), convs_per_block=1, latent_dim=4, epochs=2, batch_size=64,
+        label_budgets=(10,), transfer_steps=2, transfer_batch_size=8,
+    ))
+    return model_dir
+
+
+@pytest.fixture
+def idx_dir(tmp_path):
+    """MNIST-format IDX files: 40 train and 30 test images, label i % 10, pixel value = index."""
+    for prefix, n in (("train", 40), ("t10k", 30)):
+        images = np.zeros((n, 28, 28), np.uint8)
+        images[:, 0, 0] = np.arange(n)
+        write_idx(str(tmp_path / f"{prefix}-images-idx3-ubyte.gz"), images)
+        write_idx(str(tmp_path / f"{prefix}-labels-idx1-ubyte"), np.arange(n) % 10)
+    return str(tmp_path)

@@ -1,0 +1,92 @@
+"""Datasets: the offline builders, any TFDS dataset, class-balanced draws, augmentation."""
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from recipes.config import RecipeConfig
+from recipes.data import balanced_sample, labelled_dataset, load_data
+from recipes.datasets import read_idx, write_idx
+from zoo.errors import ZooError
+
+
+def test_idx_round_trip(tmp_path):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    for name in ("a-idx3-ubyte", "b-idx3-ubyte.gz"):
+        write_idx(str(tmp_path / name), array)
+        np.testing.assert_array_equal(read_idx(str(tmp_path / name)), array)
+
+
+def test_idx_with_bad_magic_is_named(tmp_path):
+    (tmp_path / "x").write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(ZooError, match="not a uint8 IDX file"):
+        read_idx(str(tmp_path / "x"))
+
+
+def test_mnist_idx_reads_local_files_in_order(idx_dir, tfds_dir):
+    data = load_data(RecipeConfig(dataset="mnist_idx", manual_dir=idx_dir, data_dir=tfds_dir,
+                                  train_split="test[:20]", eval_split="test[20:]"))
+    assert data.image_shape == (28, 28, 1) and data.num_classes == 10
+    np.testing.assert_array_equal(data.train_labels, np.arange(20) % 10)
+    np.testing.assert_array_equal(data.eval_images[:, 0, 0, 0], np.arange(20, 30))  # file order kept
+    full = load_data(RecipeConfig(dataset="mnist_idx", manual_dir=idx_dir, data_dir=tfds_dir))
+    assert full.num_train == 40 and len(full.eval_labels) == 30
+
+
+def test_mnist_idx_without_files_is_named(tmp_path, tfds_dir):
+    with pytest.raises(ZooError, match="needs --manual_dir"):
+        load_data(RecipeConfig(dataset="mnist_idx", data_dir=tfds_dir))
+    with pytest.raises(ZooError, match="no IDX pair found"):
+        load_data(RecipeConfig(dataset="mnist_idx", manual_dir=str(tmp_path), data_dir=tfds_dir))
+
+
+def test_default_dataset_is_offline_uci_digits(tfds_dir):
+    data = load_data(RecipeConfig(data_dir=tfds_dir))
+    assert (data.num_train, len(data.eval_labels)) == (1437, 360)
+    assert data.image_shape == (8, 8, 1) and data.eval_images.dtype == np.uint8
+    assert data.eval_images.max() == 255 and set(np.unique(data.train_labels)) == set(range(10))
+
+
+def test_any_tfds_image_dataset_through_mock_data(tmp_path):
+    with tfds.testing.mock_data(num_examples=64):
+        data = load_data(RecipeConfig(dataset="fashion_mnist", data_dir=str(tmp_path)))
+        assert data.image_shape == (28, 28, 1)
+        (images, labels), = data.labelled_subsets([10], [0]).values()
+        assert images.shape == (10, 28, 28, 1) and np.bincount(labels, minlength=10).tolist() == [1] * 10
+        x, y = next(iter(data.pretrain_dataset(lambda i, l: (i, l), 16, seed=0)))
+        assert x.shape == (16, 28, 28, 1) and x.dtype == "uint8"
+
+
+@pytest.mark.parametrize("name, match", [
+    ("mnistt", "no such TFDS dataset. Did you mean mnist"),
+    ("imdb_reviews", "need an 'image' \\(Image\\) and a 'label'"),
+])
+def test_unusable_datasets_are_named(name, match, tmp_path):
+    with pytest.raises(ZooError, match=match):
+        load_data(RecipeConfig(dataset=name, data_dir=str(tmp_path)), prepare=False)
+
+
+def test_unknown_split_is_named(tfds_dir):
+    with pytest.raises(ZooError, match="--eval_split=validation: not a split of uci_digits.*train, test"):
+        load_data(RecipeConfig(data_dir=tfds_dir, eval_split="validation"))
+
+
+def test_balanced_sample_is_balanced_seeded_and_checked():
+    labels = np.repeat(np.arange(10), 30)
+    idx = balanced_sample(labels, 105, 10, seed=3)
+    counts = np.bincount(labels[idx], minlength=10)
+    assert len(set(idx)) == 105 and counts.min() == 10 and counts.max() == 11
+    np.testing.assert_array_equal(idx, balanced_sample(labels, 105, 10, seed=3))
+    assert not np.array_equal(idx, balanced_sample(labels, 105, 10, seed=4))
+    with pytest.raises(ZooError, match="needs 31 examples of class"):
+        balanced_sample(labels, 310, 10, seed=0)
+
+
+def test_augmentation_changes_images_but_not_labels():
+    images = np.zeros((8, 28, 28, 1), np.uint8)
+    images[:, 10:18, 10:18] = 255
+    labels = np.arange(8)
+    x, y = next(iter(labelled_dataset(images, labels, 8, seed=0, augment=True)))
+    assert x.dtype == "uint8" and x.shape == images.shape
+    assert sorted(y.numpy().tolist()) == labels.tolist()
+    assert not np.array_equal(x.numpy(), images)

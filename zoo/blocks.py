@@ -1,0 +1,52 @@
+"""Building blocks shared by the families: every layer gets a name."""
+
+import keras
+from keras import layers
+
+
+def image_input(image_shape, name="image"):
+    """A uint8 image input and its float view in [0, 1].
+
+    Models take images exactly as TFDS yields them (uint8, H x W x C) and scale
+    them inside, so no caller can get the preprocessing wrong.
+    """
+    inputs = keras.Input(shape=tuple(image_shape), dtype="uint8", name=name)
+    scaled = layers.Rescaling(1.0 / 255, name=f"{name}_scale")(inputs)
+    return inputs, scaled
+
+
+def apply_conv_block(x, filters, *, strides=1, batch_norm=True, name):
+    """Conv 3x3 -> (BatchNorm) -> ReLU, all layers named after `name`."""
+    x = layers.Conv2D(
+        filters, 3, strides=strides, padding="same", use_bias=not batch_norm, name=f"{name}_conv"
+    )(x)
+    if batch_norm:
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def apply_conv_trunk(x, filters, *, convs_per_block=2, batch_norm=True, dropout=0.0, min_size=2):
+    """VGG-style blocks: `convs_per_block` conv blocks, then 2x2 max pooling.
+
+    A block pools only while the feature map stays at least `min_size` on each
+    side, which is what lets one builder serve 8x8, 28x28 and 32x32 images.
+
+    Returns:
+      The trunk's output and, per block, whether it pooled.
+    """
+    pooled = []
+    for b, f in enumerate(filters):
+        for c in range(convs_per_block):
+            x = apply_conv_block(x, int(f), batch_norm=batch_norm, name=f"block{b}_{c}")
+        pool = x.shape[1] // 2 >= min_size and x.shape[2] // 2 >= min_size
+        if pool:
+            x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
+        pooled.append(pool)
+        if dropout:
+            x = layers.SpatialDropout2D(dropout, name=f"block{b}_dropout")(x)
+    return x, pooled
+
+
+def float32_output(x, name):
+    """Cast to float32 so outputs stay float32 under a mixed-precision policy."""
+    return layers.Activation("linear", dtype="float32", name=name)(x)

@@ -1,0 +1,54 @@
+"""CNN classifiers: a convolutional trunk whose pooled features transfer.
+
+The encoder is the trunk plus global average pooling; the classifier is that
+encoder plus a dense head. Pooling per block adapts to the image size, so 8x8,
+28x28 and 32x32 inputs all work.
+
+Example:
+
+    model = zoo.build_model("cnn_classifier", image_shape=(28, 28, 1), num_classes=10)
+    features = model.get_layer("encoder")
+"""
+
+import keras
+from keras import layers
+
+from zoo.blocks import apply_conv_trunk, image_input
+from zoo.heads import classifier_on
+from zoo.registry import register
+
+FAMILY = "cnn_classifier"
+
+
+@register("cnn_classifier", family=FAMILY)
+@register("cnn_classifier_tiny", family=FAMILY, tiny=True, filters=(4, 8), head_units=())
+def cnn_classifier(
+    image_shape=(28, 28, 1),
+    num_classes=10,
+    filters=(32, 64),
+    convs_per_block=2,
+    batch_norm=True,
+    dropout=0.25,
+    head_units=(128,),
+):
+    """A small VGG-style CNN: blocks of 3x3 convolutions, each followed by max pooling.
+
+    Args:
+      image_shape: (height, width, channels) of the uint8 input images.
+      num_classes: number of output logits.
+      filters: filters of each block's convolutions.
+      convs_per_block: convolutions per block.
+      batch_norm: batch normalisation after each convolution.
+      dropout: dropout after each block and in the head.
+      head_units: hidden widths of the dense head.
+
+    Returns:
+      The classifier (logits out), with the sub-model "encoder".
+    """
+    inputs, x = image_input(image_shape)
+    x, _ = apply_conv_trunk(x, filters, convs_per_block=convs_per_block, batch_norm=batch_norm, dropout=dropout)
+    features = layers.GlobalAveragePooling2D(name="pool")(x)
+    encoder = keras.Model(inputs, features, name="encoder")
+    return classifier_on(
+        encoder, num_classes, hidden_units=tuple(head_units), dropout=dropout, name="cnn_classifier"
+    )

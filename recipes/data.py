@@ -139,6 +139,11 @@ class Data:
         ds = ds.map(transform, num_parallel_calls=AUTOTUNE)
         return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
 
+    def train_arrays(self):
+        """The whole train split as (images, labels) NumPy arrays, for code that wants arrays."""
+        ds = self.builder.as_dataset(split=self.train_split, shuffle_files=False)
+        return _to_numpy(ds.map(_image_and_label), f"--train_split={self.train_split}")
+
     def eval_dataset(self, transform, batch_size):
         ds = tf.data.Dataset.from_tensor_slices((self.eval_images, self.eval_labels))
         return ds.map(transform, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)

@@ -107,21 +107,30 @@ def precision(mixed):
 
 
 class Throughput(keras.callbacks.Callback):
-    """Images per second of the training step, epochs after the first (which compiles)."""
+    """Images per second of the training step: first to last batch of each epoch
+    (validation excluded), median over the epochs after the first (which compiles)."""
 
     def __init__(self, images_per_epoch):
         super().__init__()
         self.images_per_epoch, self.seconds = images_per_epoch, []
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+        self._first = self._last = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._first is None:
+            self._first = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._last = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
+        if self._first is not None:
+            self.seconds.append(self._last - self._first)
 
     def images_per_second(self):
         timed = self.seconds[1:] or self.seconds
-        return self.images_per_epoch / float(np.median(timed)) if timed else None
+        return round(self.images_per_epoch / float(np.median(timed)), 1) if timed else None
 
 
 def _history(path):
@@ -155,7 +164,7 @@ def run(recipe, config):
             raise ZooError(f"--label_budgets: {n} is more than the {data.num_train} examples in "
                            f"--train_split={config.train_split}; use a smaller budget")
     seeds = [config.seed + i for i in range(config.transfer_repeats)]
-    subsets = data.labelled_subsets(config.label_budgets, seeds)
+    subsets = data.labelled_subsets(config.label_budgets, seeds)  # checks every draw before any training
     model_config = recipe.model_config(config, data.image_shape, data.num_classes)
 
     stage = Stage(config.model_dir, config.overwrite, to_flagfile(config, recipe.module), is_chief(strategy), say)
@@ -163,83 +172,96 @@ def run(recipe, config):
         os.makedirs(stage / sub, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     with precision(config.mixed_precision):
-        with strategy.scope():
-            model = zoo.build_model(config.model, **model_config)
-            recipe.compile(model, config)
-        say(f"[{recipe.family}] pretraining {config.model} ({model.count_params():,} parameters) "
-            f"for {config.epochs} epochs on {data.num_train} images")
-        example = recipe.pretrain_example(config)
-        throughput = Throughput(data.num_train)
-        model.fit(
-            data.pretrain_dataset(example, config.batch_size, config.seed,
-                                  drop_remainder=strategy.num_replicas_in_sync > 1),
-            validation_data=data.eval_dataset(example, config.batch_size),
-            epochs=config.epochs,
-            callbacks=[
-                keras.callbacks.BackupAndRestore(stage.backup_dir),
-                keras.callbacks.TensorBoard(stage / "logs"),
-                keras.callbacks.CSVLogger(stage / HISTORY, append=True),
-                throughput,
-            ],
-            shuffle=False,  # the pipeline shuffles
-            verbose=1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2,  # bars only where they draw
-        )
-        pretrain = recipe.evaluate(model, data, config)
-        pretrain["images_per_second"] = throughput.images_per_second()
+        model, pretrain_metrics = pretrain(recipe, config, data, model_config, strategy, stage)
+        export(recipe, config, data, model, model_config, stage)
+        table = transfer(recipe, config, data, subsets, model_config, strategy, stage)
 
-        say(f"[{recipe.family}] exporting to {config.model_dir}")
-        encoder = recipe.encoder(model)
-        export_saved_model(stage / "encoder", encoder, {
-            "serve": (lambda images: encoder(images, training=False), [image_spec(data.image_shape)])
-        })
-        encoder.save(stage / "encoder.keras")
-        export_saved_model(stage / "model", model, recipe.endpoints(model, data))
-        model.save(stage / "model.keras")
-        manifest = {
-            "family": recipe.family,
-            "model": config.model,
-            "model_config": model_config,
-            "dataset": data.describe(),
-            "input": {"shape": list(data.image_shape), "dtype": "uint8", "range": [0, 255]},
-            "encoder": {"output_dim": int(encoder.output_shape[-1]), "endpoint": "serve"},
-            "flags": as_dict(config),
-            "seed": config.seed,
-            "versions": versions(),
-        }
-        write_json(stage / "manifest.json", manifest)
-        with open(stage / "flags.txt", "w") as f:
-            f.write(to_flagfile(config, recipe.module))
-
-        history = _history(stage / HISTORY)
-        if history:
-            figures.training_curves(history, os.path.join(stage / "figures", "curves.png"), f"{config.model} on {config.dataset}")
-        recipe.figures(model, data, config, stage / "figures")
-
-        say(f"[{recipe.family}] transfer: {len(config.label_budgets)} budgets x {len(seeds)} seeds x "
-            "(frozen, finetune, scratch)")
-        downstream = Downstream(config, data, strategy)
-        table = []
-        for n in config.label_budgets:
-            runs = []
-            for seed in seeds:
-                images, labels = subsets[(n, seed)]
-                cell = downstream.cell(
-                    images, labels, seed,
-                    load_pretrained=lambda: zoo.load_encoder(stage.path, trainable=False),
-                    build_scratch=lambda: recipe.encoder(zoo.build_model(config.model, **model_config)),
-                )
-                say(f"  N={n} seed={seed}: " + ", ".join(f"{k} {v:.1%}" for k, v in cell.items()))
-                runs.append({"seed": seed, **cell})
-            table.append(summarise(n, runs))
-        figures.transfer_plot(table, os.path.join(stage / "figures", "transfer.png"), f"{config.model} on {config.dataset}")
-
-    metrics = {"pretrain": pretrain, "transfer": table, "wall_seconds": round(time.time() - start, 1)}
+    metrics = {"pretrain": pretrain_metrics, "transfer": table, "wall_seconds": round(time.time() - start, 1)}
     write_json(stage / "metrics.json", metrics)
     stage.publish()
     for row in table:
         say(f"[{recipe.family}] {verdict(row)}")
     say(f"[{recipe.family}] wrote {config.model_dir} in {metrics['wall_seconds']:.0f} s")
     return metrics
+
+
+def pretrain(recipe, config, data, model_config, strategy, stage):
+    """Build in the strategy's scope and fit, resumable; returns the model and its eval metrics."""
+    with strategy.scope():
+        model = zoo.build_model(config.model, **model_config)
+        recipe.compile(model, config)
+    say(f"[{recipe.family}] pretraining {config.model} ({model.count_params():,} parameters) "
+        f"for {config.epochs} epochs on {data.num_train} images")
+    example = recipe.pretrain_example(config)
+    throughput = Throughput(data.num_train)
+    model.fit(
+        data.pretrain_dataset(example, config.batch_size, config.seed,
+                              drop_remainder=strategy.num_replicas_in_sync > 1),
+        validation_data=data.eval_dataset(example, config.batch_size),
+        epochs=config.epochs,
+        callbacks=[
+            keras.callbacks.BackupAndRestore(stage.backup_dir),
+            keras.callbacks.TensorBoard(stage / "logs"),
+            keras.callbacks.CSVLogger(stage / HISTORY, append=True),
+            throughput,
+        ],
+        shuffle=False,  # the pipeline shuffles
+        verbose=1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2,  # bars only where they draw
+    )
+    metrics = recipe.evaluate(model, data, config)
+    metrics["images_per_second"] = throughput.images_per_second()
+    history = _history(stage / HISTORY)
+    if history:
+        figures.training_curves(history, stage / "figures/curves.png", f"{config.model} on {config.dataset}")
+    recipe.figures(model, data, config, stage / "figures")
+    return model, metrics
+
+
+def export(recipe, config, data, model, model_config, stage):
+    """encoder/, encoder.keras, model/, model.keras, manifest.json and flags.txt."""
+    say(f"[{recipe.family}] exporting to {config.model_dir}")
+    encoder = recipe.encoder(model)
+    export_saved_model(stage / "encoder", encoder, {
+        "serve": (lambda images: encoder(images, training=False), [image_spec(data.image_shape)])
+    })
+    encoder.save(stage / "encoder.keras")
+    export_saved_model(stage / "model", model, recipe.endpoints(model, data))
+    model.save(stage / "model.keras")
+    write_json(stage / "manifest.json", {
+        "family": recipe.family,
+        "model": config.model,
+        "model_config": model_config,
+        "dataset": data.describe(),
+        "input": {"shape": list(data.image_shape), "dtype": "uint8", "range": [0, 255]},
+        "encoder": {"output_dim": int(encoder.output_shape[-1]), "endpoint": "serve"},
+        "flags": as_dict(config),
+        "seed": config.seed,
+        "versions": versions(),
+    })
+    with open(stage / "flags.txt", "w") as f:
+        f.write(to_flagfile(config, recipe.module))
+
+
+def transfer(recipe, config, data, subsets, model_config, strategy, stage):
+    """The transfer table, from the encoder reloaded off the staged artifact."""
+    budgets, seeds = config.label_budgets, sorted({seed for _, seed in subsets})
+    say(f"[{recipe.family}] transfer: {len(budgets)} budgets x {len(seeds)} seeds x (frozen, finetune, scratch)")
+    downstream = Downstream(config, data, strategy)
+    table = []
+    for n in budgets:
+        runs = []
+        for seed in seeds:
+            images, labels = subsets[(n, seed)]
+            cell = downstream.cell(
+                images, labels, seed,
+                load_pretrained=lambda: zoo.load_encoder(stage.path, trainable=False),
+                build_scratch=lambda: recipe.encoder(zoo.build_model(config.model, **model_config)),
+            )
+            say(f"  N={n} seed={seed}: " + ", ".join(f"{k} {v:.1%}" for k, v in cell.items()))
+            runs.append({"seed": seed, **cell})
+        table.append(summarise(n, runs))
+    figures.transfer_plot(table, stage / "figures/transfer.png", f"{config.model} on {config.dataset}")
+    return table
 
 
 def cli(recipe):

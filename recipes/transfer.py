@@ -35,24 +35,48 @@ def unfreeze_for_finetuning(encoder):
             layer.trainable = False
 
 
+def recalibrate_batchnorm(model, images, max_examples=2048):
+    """Re-estimate the statistics of the trainable BatchNorm layers on `images`.
+
+    Trained from scratch on a few hundred labels, a BatchNorm network's weights
+    move faster than its moving averages follow: measured on MNIST with 100
+    labels, the same weights scored 86% with batch statistics and 36-55% with
+    the moving ones. One training-mode pass with momentum 0 sets them to the
+    statistics of the labelled set ("precise BN", Wu & Johnson 2021). Frozen
+    layers (trainable=False) run in inference mode and are left untouched.
+    """
+    norms = [l for l in _layers(model) if isinstance(l, keras.layers.BatchNormalization) and l.trainable]
+    momenta = [l.momentum for l in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+    try:
+        model(images[:max_examples], training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
+
+
 class Downstream:
     """Trains the three classifiers of one (budget, seed) cell of the table."""
 
     def __init__(self, config, data, strategy):
         self.config, self.data, self.strategy = config, data, strategy
 
-    def _classifier(self, encoder, learning_rate):
+    def _classifier(self, encoder, learning_rate, steps):
         c = self.config
         with self.strategy.scope():
             model = classifier_on(encoder, self.data.num_classes, hidden_units=c.head_units,
                                   dropout=c.head_dropout, normalize=c.head_norm)
-            self._compile(model, learning_rate)
+            self._compile(model, learning_rate, steps)
         return model
 
-    def _compile(self, model, learning_rate):
+    def _compile(self, model, learning_rate, steps):
+        # Cosine decay to zero: the weights settle at the end, so BatchNorm's moving
+        # statistics catch up with them before the inference-mode evaluation.
+        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
         with self.strategy.scope():
             model.compile(
-                optimizer=keras.optimizers.Adam(learning_rate),
+                optimizer=keras.optimizers.Adam(schedule),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 jit_compile=self.config.jit_compile,
             )
@@ -61,6 +85,8 @@ class Downstream:
         c = self.config
         ds = labelled_dataset(images, labels, c.transfer_batch_size, seed, augment=c.augment)
         model.fit(ds, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0)
+        with self.strategy.scope():
+            recalibrate_batchnorm(model, images)
 
     def evaluate(self, model):
         return accuracy(model, self.data.eval_images, self.data.eval_labels)
@@ -71,12 +97,12 @@ class Downstream:
         keras.utils.set_random_seed(seed)
         with self.strategy.scope():
             encoder = load_pretrained()
-        model = self._classifier(encoder, c.transfer_learning_rate)
+        model = self._classifier(encoder, c.transfer_learning_rate, c.transfer_steps)
         self._train(model, images, labels, c.transfer_steps, seed)
         frozen = self.evaluate(model)
 
         unfreeze_for_finetuning(encoder)
-        self._compile(model, c.transfer_learning_rate * c.finetune_lr_factor)
+        self._compile(model, c.transfer_learning_rate * c.finetune_lr_factor, c.transfer_steps)
         self._train(model, images, labels, c.transfer_steps, seed + 1)
         finetune = self.evaluate(model)
 
@@ -88,8 +114,9 @@ class Downstream:
         keras.utils.set_random_seed(seed)
         with self.strategy.scope():
             encoder = build_encoder()
-        model = self._classifier(encoder, self.config.transfer_learning_rate)
-        self._train(model, images, labels, 2 * self.config.transfer_steps, seed)
+        steps = 2 * self.config.transfer_steps
+        model = self._classifier(encoder, self.config.transfer_learning_rate, steps)
+        self._train(model, images, labels, steps, seed)
         return self.evaluate(model)
 
 

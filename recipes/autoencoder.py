@@ -32,6 +32,7 @@ class Config(RecipeConfig):
                                  "(empty for 784->32; 128,64,32,16 with --latent_dim=8 for the deep one).")
     filters: tuple = option((32, 64), "Conv models: filters per encoder block.")
     convs_per_block: int = option(2, "Conv models: convolutions per encoder block.")
+    dropout: float = option(0.0, "Conv models: spatial dropout after each encoder block.")
     masking_noise: float = option(0.0, "Denoising: fraction of input pixels zeroed during pretraining.")
 
     def validate(self):
@@ -40,6 +41,8 @@ class Config(RecipeConfig):
             raise zoo.ZooError(f"--latent_dim={self.latent_dim}: must be 1 or more")
         if not 0 <= self.masking_noise < 1:
             raise zoo.ZooError(f"--masking_noise={self.masking_noise}: must be in [0, 1)")
+        if not 0 <= self.dropout < 1:
+            raise zoo.ZooError(f"--dropout={self.dropout}: must be in [0, 1)")
         if self.convs_per_block < 1:
             raise zoo.ZooError(f"--convs_per_block={self.convs_per_block}: must be 1 or more")
         if not self.filters or any(f < 1 for f in self.filters):

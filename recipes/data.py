@@ -111,20 +111,51 @@ class Data:
     image_shape: tuple
     num_classes: int
     class_names: list
-    train_labels: np.ndarray
+    train_labels: np.ndarray  # one per train-split example; -1 for classes left out by `restrict`
     eval_images: np.ndarray
     eval_labels: np.ndarray
+    label_map: np.ndarray | None = None  # dataset label -> label here (-1: left out), after `restrict`
 
     @property
     def num_train(self):
-        return len(self.train_labels)
+        return int(np.sum(self.train_labels >= 0))
 
     def describe(self):
-        return {
+        described = {
             "name": self.name, "train_split": self.train_split, "eval_split": self.eval_split,
             "num_train": self.num_train, "num_eval": len(self.eval_labels),
             "num_classes": self.num_classes, "class_names": self.class_names,
         }
+        if self.label_map is not None:
+            described["dataset_labels"] = [int(c) for c in np.flatnonzero(self.label_map >= 0)]
+        return described
+
+    def restrict(self, classes):
+        """Only the examples of `classes` (dataset label ids), relabelled 0..k-1 in that order."""
+        if self.label_map is not None:
+            raise ValueError("restrict() applies to a whole dataset, once")
+        label_map = np.full(self.num_classes, -1, np.int64)
+        label_map[list(classes)] = np.arange(len(classes))
+        keep = label_map[self.eval_labels] >= 0
+        return dataclasses.replace(
+            self, num_classes=len(classes), class_names=[self.class_names[c] for c in classes],
+            train_labels=label_map[self.train_labels], label_map=label_map,
+            eval_images=self.eval_images[keep], eval_labels=label_map[self.eval_labels[keep]],
+        )
+
+    def _relabel(self, ds):
+        """(image, dataset label) -> (image, label here), dropping classes left out."""
+        if self.label_map is None:
+            return ds
+        table = tf.constant(self.label_map)
+
+        def kept(image, label):
+            return table[label] >= 0
+
+        def relabel(image, label):
+            return image, table[label]
+
+        return ds.filter(kept).map(relabel, num_parallel_calls=AUTOTUNE)
 
     def pretrain_dataset(self, transform, batch_size, seed, drop_remainder=False):
         """train split -> (image, label) -> cache -> shuffle -> transform -> batch -> prefetch."""
@@ -132,7 +163,7 @@ class Data:
             split=self.train_split, shuffle_files=not self.builder.info.disable_shuffling,
             read_config=tfds.ReadConfig(shuffle_seed=seed),
         )
-        ds = ds.map(lambda ex: (ex["image"], ex["label"]), num_parallel_calls=AUTOTUNE)
+        ds = self._relabel(ds.map(_image_and_label, num_parallel_calls=AUTOTUNE))
         if self.num_train * int(np.prod(self.image_shape)) <= CACHE_LIMIT_BYTES:
             ds = ds.cache()
         ds = ds.shuffle(min(self.num_train, 20_000), seed=seed, reshuffle_each_iteration=True)
@@ -142,7 +173,7 @@ class Data:
     def train_arrays(self):
         """The whole train split as (images, labels) NumPy arrays, for code that wants arrays."""
         ds = self.builder.as_dataset(split=self.train_split, shuffle_files=False)
-        return _to_numpy(ds.map(_image_and_label), f"--train_split={self.train_split}")
+        return _to_numpy(self._relabel(ds.map(_image_and_label)), f"--train_split={self.train_split}")
 
     def eval_dataset(self, transform, batch_size):
         ds = tf.data.Dataset.from_tensor_slices((self.eval_images, self.eval_labels))

@@ -57,3 +57,33 @@ def transfer_plot(table, path, title):
     ax.set(xscale="log", xlabel="labelled examples", ylabel="eval accuracy", title=title)
     ax.legend()
     _save(fig, path)
+
+
+def confusion_matrix(labels, predicted, names, path):
+    """Counts of (true, predicted) pairs on the eval split."""
+    k = len(names)
+    counts = np.zeros((k, k), np.int64)
+    np.add.at(counts, (labels, predicted), 1)
+    fig, ax = plt.subplots(figsize=(0.5 * k + 2, 0.5 * k + 1.5))
+    ax.imshow(counts, cmap="Blues")
+    for (i, j), n in np.ndenumerate(counts):
+        ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
+                color="white" if n > counts.max() / 2 else "black")
+    ax.set(xticks=range(k), yticks=range(k), xticklabels=names, yticklabels=names,
+           xlabel="predicted", ylabel="true", title=f"eval accuracy {np.trace(counts) / counts.sum():.1%}")
+    _save(fig, path)
+
+
+def titled_images(images, titles, path, columns=8):
+    """A grid of images, each with a title (e.g. 'true→predicted')."""
+    n = max(len(images), 1)
+    rows = (n + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.3), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, title in zip(axes.flat, images, titles):
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(title, fontsize=8)
+    if not len(images):
+        axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center")
+    _save(fig, path)

@@ -53,6 +53,10 @@ class Recipe:
             overrides["num_classes"] = num_classes
         return entry.config(image_shape=tuple(image_shape), **overrides)
 
+    def datasets(self, config, data):
+        """(source, target): what to pretrain on and what to transfer to; by default the same."""
+        return data, data
+
     def compile(self, model, config):
         raise NotImplementedError(f"{type(self).__name__} must say how its model compiles")
 
@@ -158,23 +162,23 @@ def run(recipe, config):
     check_model_dir(config.model_dir, config.overwrite)
     strategy = make_strategy(config.strategy)
     say(f"[{recipe.family}] dataset {config.dataset} ({config.train_split} / {config.eval_split})")
-    data = load_data(config)
+    source, target = recipe.datasets(config, load_data(config))
     for n in config.label_budgets:
-        if n > data.num_train:
-            raise ZooError(f"--label_budgets: {n} is more than the {data.num_train} examples in "
-                           f"--train_split={config.train_split}; use a smaller budget")
+        if n > target.num_train:
+            raise ZooError(f"--label_budgets: {n} is more than the {target.num_train} examples of the "
+                           f"target task in --train_split={config.train_split}; use a smaller budget")
     seeds = [config.seed + i for i in range(config.transfer_repeats)]
-    subsets = data.labelled_subsets(config.label_budgets, seeds)  # checks every draw before any training
-    model_config = recipe.model_config(config, data.image_shape, data.num_classes)
+    subsets = target.labelled_subsets(config.label_budgets, seeds)  # checks every draw before any training
+    model_config = recipe.model_config(config, source.image_shape, source.num_classes)
 
     stage = Stage(config.model_dir, config.overwrite, to_flagfile(config, recipe.module), is_chief(strategy), say)
     for sub in ("figures", "logs"):
         os.makedirs(stage / sub, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     with precision(config.mixed_precision):
-        model, pretrain_metrics = pretrain(recipe, config, data, model_config, strategy, stage)
-        export(recipe, config, data, model, model_config, stage)
-        table = transfer(recipe, config, data, subsets, model_config, strategy, stage)
+        model, pretrain_metrics = pretrain(recipe, config, source, model_config, strategy, stage)
+        export(recipe, config, source, target, model, model_config, stage)
+        table = transfer(recipe, config, target, subsets, model_config, strategy, stage)
 
     metrics = {"pretrain": pretrain_metrics, "transfer": table, "wall_seconds": round(time.time() - start, 1)}
     write_json(stage / "metrics.json", metrics)
@@ -217,7 +221,7 @@ def pretrain(recipe, config, data, model_config, strategy, stage):
     return model, metrics
 
 
-def export(recipe, config, data, model, model_config, stage):
+def export(recipe, config, data, target, model, model_config, stage):
     """encoder/, encoder.keras, model/, model.keras, manifest.json and flags.txt."""
     say(f"[{recipe.family}] exporting to {config.model_dir}")
     encoder = recipe.encoder(model)
@@ -232,6 +236,7 @@ def export(recipe, config, data, model, model_config, stage):
         "model": config.model,
         "model_config": model_config,
         "dataset": data.describe(),
+        "target": target.describe(),
         "input": {"shape": list(data.image_shape), "dtype": "uint8", "range": [0, 255]},
         "encoder": {"output_dim": int(encoder.output_shape[-1]), "endpoint": "serve"},
         "flags": as_dict(config),

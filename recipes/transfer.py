@@ -16,11 +16,12 @@ def accuracy(model, images, labels, batch_size=1000):
     return correct / len(images)
 
 
-def _layers(model):
+def walk_layers(model):
+    """Every layer of `model`, nested models included."""
     for layer in model.layers:
         yield layer
         if hasattr(layer, "layers"):
-            yield from _layers(layer)
+            yield from walk_layers(layer)
 
 
 def unfreeze_for_finetuning(encoder):
@@ -30,7 +31,7 @@ def unfreeze_for_finetuning(encoder):
     batches would undo what pretraining learned.
     """
     encoder.trainable = True
-    for layer in _layers(encoder):
+    for layer in walk_layers(encoder):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
 
@@ -45,7 +46,7 @@ def recalibrate_batchnorm(model, images, max_examples=2048):
     statistics of the labelled set ("precise BN", Wu & Johnson 2021). Frozen
     layers (trainable=False) run in inference mode and are left untouched.
     """
-    norms = [l for l in _layers(model) if isinstance(l, keras.layers.BatchNormalization) and l.trainable]
+    norms = [l for l in walk_layers(model) if isinstance(l, keras.layers.BatchNormalization) and l.trainable]
     momenta = [l.momentum for l in norms]
     for layer in norms:
         layer.momentum = 0.0

@@ -62,7 +62,9 @@ def dense_autoencoder(image_shape=(28, 28, 1), hidden_sizes=(256,), latent_dim=3
 
 @register("conv_autoencoder", family=FAMILY)
 @register("conv_autoencoder_tiny", family=FAMILY, tiny=True, filters=(4, 8), convs_per_block=1, latent_dim=4)
-def conv_autoencoder(image_shape=(28, 28, 1), filters=(32, 64), convs_per_block=2, latent_dim=64, batch_norm=True):
+def conv_autoencoder(
+    image_shape=(28, 28, 1), filters=(32, 64), convs_per_block=2, latent_dim=64, batch_norm=True, dropout=0.0
+):
     """A convolutional autoencoder whose encoder is the zoo's CNN trunk.
 
     The encoder is the same VGG-style trunk as `cnn_classifier` (so pretrained
@@ -77,6 +79,7 @@ def conv_autoencoder(image_shape=(28, 28, 1), filters=(32, 64), convs_per_block=
       convs_per_block: convolutions per trunk block.
       latent_dim: size of the code, the encoder's output.
       batch_norm: batch normalisation after each convolution.
+      dropout: spatial dropout after each trunk block (as in `cnn_classifier`).
 
     Returns:
       The autoencoder, with sub-models "encoder" and "decoder".
@@ -84,7 +87,7 @@ def conv_autoencoder(image_shape=(28, 28, 1), filters=(32, 64), convs_per_block=
     image_shape = tuple(image_shape)
     filters = tuple(int(f) for f in filters)
     inputs, x = image_input(image_shape)
-    x, pooled = apply_conv_trunk(x, filters, convs_per_block=convs_per_block, batch_norm=batch_norm)
+    x, pooled = apply_conv_trunk(x, filters, convs_per_block=convs_per_block, batch_norm=batch_norm, dropout=dropout)
     h, w = x.shape[1], x.shape[2]
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     code = float32_output(layers.Dense(latent_dim, name="latent")(x), name="code")

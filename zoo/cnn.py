@@ -21,7 +21,7 @@ FAMILY = "cnn_classifier"
 
 
 @register("cnn_classifier", family=FAMILY)
-@register("cnn_classifier_tiny", family=FAMILY, tiny=True, filters=(4, 8), head_units=())
+@register("cnn_classifier_tiny", family=FAMILY, tiny=True, filters=(4, 8), dense_units=())
 def cnn_classifier(
     image_shape=(28, 28, 1),
     num_classes=10,
@@ -29,7 +29,7 @@ def cnn_classifier(
     convs_per_block=2,
     batch_norm=True,
     dropout=0.25,
-    head_units=(128,),
+    dense_units=(128,),
 ):
     """A small VGG-style CNN: blocks of 3x3 convolutions, each followed by max pooling.
 
@@ -40,7 +40,7 @@ def cnn_classifier(
       convs_per_block: convolutions per block.
       batch_norm: batch normalisation after each convolution.
       dropout: dropout after each block and in the head.
-      head_units: hidden widths of the dense head.
+      dense_units: hidden widths of the dense head (the penultimate layer is the last).
 
     Returns:
       The classifier (logits out), with the sub-model "encoder".
@@ -50,5 +50,5 @@ def cnn_classifier(
     features = layers.GlobalAveragePooling2D(name="pool")(x)
     encoder = keras.Model(inputs, features, name="encoder")
     return classifier_on(
-        encoder, num_classes, hidden_units=tuple(head_units), dropout=dropout, name="cnn_classifier"
+        encoder, num_classes, hidden_units=tuple(dense_units), dropout=dropout, name="cnn_classifier"
     )

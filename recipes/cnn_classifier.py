@@ -1,0 +1,138 @@
+"""CNN classifier recipe: supervised pretraining on one task, transfer to another.
+
+    python -m recipes.cnn_classifier --model_dir=runs/cnn              # digits 0-4 -> 5-9
+    python -m recipes.cnn_classifier --dataset=mnist --target_dataset=kmnist \\
+        --source_classes= --target_classes= --model_dir=runs/cnn-mnist-kmnist
+
+The classifier pretrains with labels on --source_classes of --dataset; its
+encoder (the conv trunk, globally pooled) then transfers to --target_classes of
+--target_dataset (default: the same dataset), the classic Keras transfer
+example's protocol. The exported `model/` doubles as the zoo's reference
+classifier: endpoint `serve` gives logits, endpoint `features` the penultimate
+features, for scoring other models' images offline.
+
+From Python or a notebook:
+
+    from recipes import cnn_classifier
+    metrics = cnn_classifier.run(cnn_classifier.Config(model_dir="runs/cnn", epochs=5))
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+
+import zoo
+from recipes import figures, flow
+from recipes.artifact import image_spec
+from recipes.config import RecipeConfig, option
+from recipes.data import load_data
+
+
+def parse_classes(flag, text, num_classes):
+    """'0-4' or '5,7,9' -> sorted label ids; '' -> all classes."""
+    if not text.strip():
+        return tuple(range(num_classes))
+    classes = set()
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            classes.update(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise zoo.ZooError(f"--{flag}={text}: give label ids like 0-4 or 5,7,9") from None
+    if not classes:
+        raise zoo.ZooError(f"--{flag}={text}: the class set is empty")
+    outside = sorted(c for c in classes if not 0 <= c < num_classes)
+    if outside:
+        raise zoo.ZooError(f"--{flag}={text}: no class {outside[0]}; the dataset has classes 0-{num_classes - 1}")
+    return tuple(sorted(classes))
+
+
+@dataclasses.dataclass
+class Config(RecipeConfig):
+    model_dir: str = option("runs/cnn_classifier", "Where the artifact is written.")
+    epochs: int = option(15, "Pretraining epochs.")
+    label_budgets: tuple = option((100, 500), "Comma list of labelled-example counts for the transfer table.")
+    model: str = option("cnn_classifier", "Which classifier to build.",
+                        choices=tuple(zoo.list_models(family="cnn_classifier", include_tiny=True)))
+    filters: tuple = option((32, 64), "Filters of each conv block.")
+    convs_per_block: int = option(2, "Convolutions per block.")
+    dropout: float = option(0.25, "Dropout after each block and in the classifier's head.")
+    dense_units: tuple = option((128,), "Hidden widths of the classifier's head; the last is the penultimate layer.")
+    source_classes: str = option("0-4", "Dataset labels to pretrain on, e.g. 0-4 (empty: all).")
+    target_classes: str = option("5-9", "Labels of the target task, e.g. 5-9 (empty: all).")
+    target_dataset: str = option("", "TFDS dataset of the target task (empty: --dataset); same image shape.")
+
+    def validate(self):
+        super().validate()
+        if self.convs_per_block < 1:
+            raise zoo.ZooError(f"--convs_per_block={self.convs_per_block}: must be 1 or more")
+        if not self.filters or any(f < 1 for f in self.filters):
+            raise zoo.ZooError(f"--filters={','.join(map(str, self.filters))}: give positive filter counts")
+        if not 0 <= self.dropout < 1:
+            raise zoo.ZooError(f"--dropout={self.dropout}: must be in [0, 1)")
+
+
+class CnnClassifier(flow.Recipe):
+    family = "cnn_classifier"
+    module = "recipes.cnn_classifier"
+    Config = Config
+
+    def datasets(self, config, data):
+        source_classes = parse_classes("source_classes", config.source_classes, data.num_classes)
+        if config.target_dataset:
+            target_data = load_data(config.replace(dataset=config.target_dataset))
+            if target_data.image_shape != data.image_shape:
+                raise zoo.ZooError(
+                    f"--target_dataset={config.target_dataset} has {target_data.image_shape} images but "
+                    f"--dataset={config.dataset} has {data.image_shape}: the encoder cannot take them; "
+                    "pick datasets with the same image shape")
+        else:
+            target_data = data
+        target_classes = parse_classes("target_classes", config.target_classes, target_data.num_classes)
+        if not config.target_dataset:
+            overlap = sorted(set(source_classes) & set(target_classes))
+            if overlap:
+                raise zoo.ZooError(
+                    f"--source_classes={config.source_classes} and --target_classes={config.target_classes} "
+                    f"share class {overlap[0]}: on one dataset the target task must be new classes")
+        return data.restrict(source_classes), target_data.restrict(target_classes)
+
+    def compile(self, model, config):
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=config.jit_compile,
+        )
+
+    def endpoints(self, model, data):
+        features = keras.Model(model.input, model.get_layer("head_logits").input, name="penultimate")
+        spec = [image_spec(data.image_shape)]
+        return {
+            "serve": (lambda images: model(images, training=False), spec),
+            "features": (lambda images: features(images, training=False), spec),
+        }
+
+    def figures(self, model, data, config, fig_dir):
+        logits = model.predict(data.eval_images, batch_size=512, verbose=0)
+        predicted = np.argmax(logits, axis=-1)
+        figures.confusion_matrix(data.eval_labels, predicted, data.class_names, f"{fig_dir}/confusion.png")
+        wrong = np.flatnonzero(predicted != data.eval_labels)[:16]
+        figures.titled_images(
+            data.eval_images[wrong],
+            [f"{data.class_names[data.eval_labels[i]]}→{data.class_names[predicted[i]]}" for i in wrong],
+            f"{fig_dir}/misclassified.png",
+        )
+
+
+RECIPE = CnnClassifier()
+
+
+def run(config: Config) -> dict:
+    """Run the whole CNN classifier recipe for `config`; returns metrics.json's content."""
+    return flow.run(RECIPE, config)
+
+
+if __name__ == "__main__":
+    flow.cli(RECIPE)

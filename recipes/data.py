@@ -164,6 +164,7 @@ class Data:
             read_config=tfds.ReadConfig(shuffle_seed=seed),
         )
         ds = self._relabel(ds.map(_image_and_label, num_parallel_calls=AUTOTUNE))
+        ds = ds.apply(tf.data.experimental.assert_cardinality(self.num_train))  # known after a filter too
         if self.num_train * int(np.prod(self.image_shape)) <= CACHE_LIMIT_BYTES:
             ds = ds.cache()
         ds = ds.shuffle(min(self.num_train, 20_000), seed=seed, reshuffle_each_iteration=True)
@@ -182,7 +183,7 @@ class Data:
     def labelled_subsets(self, budgets, seeds):
         """{(n, seed): (images, labels)}: class-balanced draws from the train split, one pass to read."""
         draws = {(n, s): balanced_sample(self.train_labels, n, self.num_classes, s) for n in budgets for s in seeds}
-        wanted = np.zeros(self.num_train, dtype=bool)
+        wanted = np.zeros(len(self.train_labels), dtype=bool)  # indices into the whole split
         for idx in draws.values():
             wanted[idx] = True
         keep = tf.constant(wanted)

@@ -34,6 +34,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("epochs", 15, "Epochs for the time-to-accuracy runs.")
 flags.DEFINE_float("target", 0.99, "Eval accuracy to reach.")
 flags.DEFINE_string("data_dir", "", "TFDS data dir.")
+flags.DEFINE_string("manual_dir", MNIST_10K, "Directory of the MNIST-10k IDX files.")
 flags.DEFINE_boolean("transfer", True, "Also run the 0-4 -> 5-9 transfer table.")
 
 
@@ -94,7 +95,7 @@ def matmul_peak(n=2048, repeats=20):
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     config = cnn_classifier.Config(
-        dataset="mnist_idx", manual_dir=MNIST_10K, train_split="test[:8000]", eval_split="test[8000:]",
+        dataset="mnist_idx", manual_dir=FLAGS.manual_dir, train_split="test[:8000]", eval_split="test[8000:]",
         data_dir=FLAGS.data_dir, label_budgets=(100, 1000), transfer_repeats=3, overwrite=True,
         model_dir="/tmp/zoo-benchmarks/cnn_classifier", source_classes="", target_classes="",
     )

@@ -83,7 +83,8 @@ def main(argv):
     start = time.time()
     metrics = autoencoder.run(config)
     reference = reference_cnn(config) if FLAGS.reference else {}
-    print(f"\n{config.model} ({', '.join(f'{k}={getattr(config, k)}' for k in ('latent_dim', 'filters', 'hidden_sizes', 'masking_noise', 'epochs', 'head_units', 'augment'))})")
+    shown = ("latent_dim", "filters", "hidden_sizes", "dropout", "masking_noise", "epochs", "head_norm", "augment")
+    print(f"\n{config.model} (" + ", ".join(f"{k}={getattr(config, k)}" for k in shown) + ")")
     print("| labels | frozen | finetune | scratch (same arch) | small CNN from scratch |")
     print("| ---: | ---: | ---: | ---: | ---: |")
     for row in metrics["transfer"]:

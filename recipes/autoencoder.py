@@ -13,40 +13,28 @@ From Python or a notebook, without flags:
 import dataclasses
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 import zoo
 from recipes import figures, flow
-from recipes.config import RecipeConfig, option
+from recipes.config import RecipeConfig, new_default, option
 
 
 @dataclasses.dataclass
 class Config(RecipeConfig):
-    model_dir: str = option("runs/autoencoder", "Where the artifact is written.")
-    epochs: int = option(20, "Pretraining epochs.")
+    model_dir: str = new_default("model_dir", "runs/autoencoder")
+    epochs: int = new_default("epochs", 20)
     model: str = option("conv_autoencoder", "Which autoencoder to build.",
                         choices=tuple(zoo.list_models(family="autoencoder", include_tiny=True)))
-    latent_dim: int = option(64, "Size of the code, the encoder's output.")
+    latent_dim: int = option(64, "Size of the code, the encoder's output.", minimum=1)
     hidden_sizes: tuple = option((256,), "Dense models: hidden widths between pixels and code "
-                                 "(empty for 784->32; 128,64,32,16 with --latent_dim=8 for the deep one).")
-    filters: tuple = option((32, 64), "Conv models: filters per encoder block.")
-    convs_per_block: int = option(2, "Conv models: convolutions per encoder block.")
-    dropout: float = option(0.0, "Conv models: spatial dropout after each encoder block.")
-    masking_noise: float = option(0.0, "Denoising: fraction of input pixels zeroed during pretraining.")
-
-    def validate(self):
-        super().validate()
-        if self.latent_dim < 1:
-            raise zoo.ZooError(f"--latent_dim={self.latent_dim}: must be 1 or more")
-        if not 0 <= self.masking_noise < 1:
-            raise zoo.ZooError(f"--masking_noise={self.masking_noise}: must be in [0, 1)")
-        if not 0 <= self.dropout < 1:
-            raise zoo.ZooError(f"--dropout={self.dropout}: must be in [0, 1)")
-        if self.convs_per_block < 1:
-            raise zoo.ZooError(f"--convs_per_block={self.convs_per_block}: must be 1 or more")
-        if not self.filters or any(f < 1 for f in self.filters):
-            raise zoo.ZooError(f"--filters={','.join(map(str, self.filters))}: give positive filter counts")
+                                 "(empty for 784->32; 128,64,32,16 with --latent_dim=8 for the deep one).",
+                                 minimum=1)
+    filters: tuple = option((32, 64), "Conv models: filters per encoder block.", minimum=1, nonempty=True)
+    convs_per_block: int = option(2, "Conv models: convolutions per encoder block.", minimum=1)
+    dropout: float = option(0.0, "Conv models: spatial dropout after each encoder block.", minimum=0, below=1)
+    masking_noise: float = option(0.0, "Denoising: fraction of input pixels zeroed during pretraining.",
+                                  minimum=0, below=1)
 
 
 class Autoencoder(flow.Recipe):

@@ -25,7 +25,7 @@ import numpy as np
 import zoo
 from recipes import figures, flow
 from recipes.artifact import image_spec
-from recipes.config import RecipeConfig, option
+from recipes.config import RecipeConfig, new_default, option
 from recipes.data import load_data
 
 
@@ -50,27 +50,19 @@ def parse_classes(flag, text, num_classes):
 
 @dataclasses.dataclass
 class Config(RecipeConfig):
-    model_dir: str = option("runs/cnn_classifier", "Where the artifact is written.")
-    epochs: int = option(15, "Pretraining epochs.")
-    label_budgets: tuple = option((100, 500), "Comma list of labelled-example counts for the transfer table.")
+    model_dir: str = new_default("model_dir", "runs/cnn_classifier")
+    epochs: int = new_default("epochs", 15)
+    label_budgets: tuple = new_default("label_budgets", (100, 500))
     model: str = option("cnn_classifier", "Which classifier to build.",
                         choices=tuple(zoo.list_models(family="cnn_classifier", include_tiny=True)))
-    filters: tuple = option((32, 64), "Filters of each conv block.")
-    convs_per_block: int = option(2, "Convolutions per block.")
-    dropout: float = option(0.25, "Dropout after each block and in the classifier's head.")
-    dense_units: tuple = option((128,), "Hidden widths of the classifier's head; the last is the penultimate layer.")
+    filters: tuple = option((32, 64), "Filters of each conv block.", minimum=1, nonempty=True)
+    convs_per_block: int = option(2, "Convolutions per block.", minimum=1)
+    dropout: float = option(0.25, "Dropout after each block and in the classifier's head.", minimum=0, below=1)
+    dense_units: tuple = option((128,), "Hidden widths of the classifier's head; the last is the penultimate "
+                                "layer.", minimum=1)
     source_classes: str = option("0-4", "Dataset labels to pretrain on, e.g. 0-4 (empty: all).")
     target_classes: str = option("5-9", "Labels of the target task, e.g. 5-9 (empty: all).")
     target_dataset: str = option("", "TFDS dataset of the target task (empty: --dataset); same image shape.")
-
-    def validate(self):
-        super().validate()
-        if self.convs_per_block < 1:
-            raise zoo.ZooError(f"--convs_per_block={self.convs_per_block}: must be 1 or more")
-        if not self.filters or any(f < 1 for f in self.filters):
-            raise zoo.ZooError(f"--filters={','.join(map(str, self.filters))}: give positive filter counts")
-        if not 0 <= self.dropout < 1:
-            raise zoo.ZooError(f"--dropout={self.dropout}: must be in [0, 1)")
 
 
 class CnnClassifier(flow.Recipe):

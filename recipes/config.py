@@ -14,9 +14,18 @@ from zoo.errors import ZooError
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
-def option(default, help, *, choices=None):
-    """A config field with its flag help text (and allowed values)."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+def option(default, help, *, choices=None, minimum=None, below=None, positive=False, nonempty=False):
+    """A config field: its default, its flag help text, and what values are valid.
+
+    Args:
+      choices: the allowed values.
+      minimum: the smallest allowed value (of each element, for a tuple).
+      below: values must be smaller than this.
+      positive: values must be greater than 0.
+      nonempty: a string or tuple must not be empty.
+    """
+    checks = dict(choices=choices, minimum=minimum, below=below, positive=positive, nonempty=nonempty)
+    return dataclasses.field(default=default, metadata={"help": help, **checks})
 
 
 @dataclasses.dataclass
@@ -24,28 +33,32 @@ class RecipeConfig:
     """The settings every recipe shares (DESIGN.md's recipe flags)."""
 
     dataset: str = option("uci_digits", "TFDS image dataset with 'image' and 'label' features; "
-                          "the default ships with scikit-learn and needs no network.")
+                          "the default ships with scikit-learn and needs no network.", nonempty=True)
     data_dir: str = option("", "TFDS data directory (default: TFDS's own, ~/tensorflow_datasets).")
     manual_dir: str = option("", "Directory of locally placed source files, for datasets that read "
                              "them (mnist_idx: MNIST-format IDX files).")
     train_split: str = option("train", "Split to pretrain on and draw labelled examples from "
-                              "(TFDS slicing syntax, e.g. 'test[:80%]').")
-    eval_split: str = option("test", "Split to evaluate on (TFDS slicing syntax).")
-    model_dir: str = option("runs/default", "Where the artifact is written.")
+                              "(TFDS slicing syntax, e.g. 'test[:80%]').", nonempty=True)
+    eval_split: str = option("test", "Split to evaluate on (TFDS slicing syntax).", nonempty=True)
+    model_dir: str = option("runs/default", "Where the artifact is written.", nonempty=True)
     overwrite: bool = option(False, "Replace an existing --model_dir.")
-    epochs: int = option(10, "Pretraining epochs.")
-    batch_size: int = option(128, "Pretraining batch size (global, across replicas).")
-    learning_rate: float = option(1e-3, "Adam learning rate for pretraining.")
+    epochs: int = option(10, "Pretraining epochs.", minimum=0)
+    batch_size: int = option(128, "Pretraining batch size (global, across replicas).", minimum=1)
+    learning_rate: float = option(1e-3, "Adam learning rate for pretraining.", positive=True)
     seed: int = option(0, "Random seed for initialisation, shuffling and the labelled draws.")
-    label_budgets: tuple = option((100, 1000), "Comma list of labelled-example counts for the transfer table.")
-    transfer_repeats: int = option(1, "Seeds per label budget (seed, seed+1, ...); the table reports mean and std.")
+    label_budgets: tuple = option((100, 1000), "Comma list of labelled-example counts for the transfer table.",
+                                  minimum=1, nonempty=True)
+    transfer_repeats: int = option(1, "Seeds per label budget (seed, seed+1, ...); the table reports mean and std.",
+                                   minimum=1)
     transfer_steps: int = option(300, "Optimizer steps for the frozen head and again for fine-tuning; "
-                                 "the scratch classifier gets both together.")
-    transfer_batch_size: int = option(32, "Batch size of the downstream classifiers.")
-    transfer_learning_rate: float = option(3e-3, "Adam learning rate of the downstream classifiers.")
-    finetune_lr_factor: float = option(0.1, "Fine-tuning learning rate as a fraction of --transfer_learning_rate.")
-    head_units: tuple = option((), "Hidden widths of the downstream head (empty: a linear head).")
-    head_dropout: float = option(0.0, "Dropout on the features in the downstream head.")
+                                 "the scratch classifier gets both together.", minimum=1)
+    transfer_batch_size: int = option(32, "Batch size of the downstream classifiers.", minimum=1)
+    transfer_learning_rate: float = option(3e-3, "Adam learning rate of the downstream classifiers.",
+                                           positive=True)
+    finetune_lr_factor: float = option(0.1, "Fine-tuning learning rate as a fraction of --transfer_learning_rate.",
+                                       positive=True)
+    head_units: tuple = option((), "Hidden widths of the downstream head (empty: a linear head).", minimum=1)
+    head_dropout: float = option(0.0, "Dropout on the features in the downstream head.", minimum=0, below=1)
     head_norm: bool = option(True, "Standardise the features (BatchNorm without scale/offset) before the head.")
     augment: bool = option(False, "Random translation/rotation/zoom for every downstream classifier alike.")
     strategy: str = option("default", "tf.distribute strategy: default, mirrored (local devices) or "
@@ -55,35 +68,32 @@ class RecipeConfig:
 
     def validate(self):
         """Raise ZooError naming the first bad value; called before any work."""
-
-        def bad(name, why):
-            raise ZooError(f"--{name}={_format(getattr(self, name))}: {why}")
-
-        for name in ("dataset", "model_dir", "train_split", "eval_split"):
-            if not str(getattr(self, name)).strip():
-                bad(name, "must not be empty")
-        for name in ("epochs",):
-            if getattr(self, name) < 0:
-                bad(name, "must be 0 or more")
-        for name in ("batch_size", "transfer_repeats", "transfer_steps", "transfer_batch_size"):
-            if getattr(self, name) < 1:
-                bad(name, "must be 1 or more")
-        for name in ("learning_rate", "transfer_learning_rate", "finetune_lr_factor"):
-            if not getattr(self, name) > 0:
-                bad(name, "must be positive")
-        if not 0 <= self.head_dropout < 1:
-            bad("head_dropout", "must be in [0, 1)")
-        if not self.label_budgets or any(n < 1 for n in self.label_budgets):
-            bad("label_budgets", "give one or more positive counts, e.g. 100,1000")
-        if any(u < 1 for u in self.head_units):
-            bad("head_units", "widths must be positive")
         for f in dataclasses.fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                bad(f.name, f"must be one of {', '.join(map(str, choices))}")
+            value, rule = getattr(self, f.name), f.metadata
+            values = value if isinstance(value, tuple) else (value,)
+            why = None
+            if rule.get("nonempty") and not (value.strip() if isinstance(value, str) else value):
+                why = "must not be empty"
+            elif rule.get("choices") and value not in rule["choices"]:
+                why = f"must be one of {', '.join(map(str, rule['choices']))}"
+            elif rule.get("minimum") is not None and rule.get("below") is not None:
+                if not all(rule["minimum"] <= v < rule["below"] for v in values):
+                    why = f"must be in [{rule['minimum']}, {rule['below']})"
+            elif rule.get("minimum") is not None and any(v < rule["minimum"] for v in values):
+                why = f"must be {rule['minimum']} or more"
+            elif rule.get("positive") and not all(v > 0 for v in values):
+                why = "must be positive"
+            if why:
+                raise ZooError(f"--{f.name}={_format(value)}: {why}")
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
+
+
+def new_default(name, value):
+    """The shared field `name` with another default for one recipe, keeping its help and rules."""
+    base = {f.name: f for f in dataclasses.fields(RecipeConfig)}[name]
+    return dataclasses.field(default=value, metadata=base.metadata)
 
 
 def _format(value):

@@ -43,7 +43,10 @@ def check_image_dataset(name, info):
     except (KeyError, TypeError):
         image = label = None
     if not isinstance(image, tfds.features.Image) or not isinstance(label, tfds.features.ClassLabel):
-        found = ", ".join(f"{k} ({type(v).__name__})" for k, v in features.items()) if hasattr(features, "items") else type(features).__name__
+        if hasattr(features, "items"):
+            found = ", ".join(f"{k} ({type(v).__name__})" for k, v in features.items())
+        else:
+            found = type(features).__name__
         raise ZooError(
             f"--dataset={name} has features {found}; recipes need an 'image' (Image) and a 'label' "
             "(ClassLabel) feature: pick an image classification dataset such as mnist or cifar10"
@@ -213,7 +216,8 @@ def _split_info(name, builder, flag, split):
         return builder.info.splits[split].num_examples
     except (KeyError, ValueError, AssertionError) as e:
         available = ", ".join(builder.info.splits.keys()) or "none"
-        raise ZooError(f"--{flag}={split}: not a split of {name} ({str(e).splitlines()[0]}); splits: {available}") from None
+        reason = str(e).splitlines()[0]
+        raise ZooError(f"--{flag}={split}: not a split of {name} ({reason}); splits: {available}") from None
 
 
 def _label(example):

@@ -122,3 +122,20 @@ def test_dense_variant_with_denoising_on_a_mocked_tfds_dataset(tiny_config):
     manifest = _read(tiny_config.model_dir, "manifest.json")
     assert manifest["input"]["shape"] == [28, 28, 1] and manifest["model_config"]["hidden_sizes"] == [8]
     assert len(metrics["transfer"]) == 1
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(epochs=-1), "--epochs=-1: must be 0 or more"),
+    (dict(learning_rate=0.0), "--learning_rate=0.0: must be positive"),
+    (dict(label_budgets=()), "--label_budgets=: must not be empty"),
+    (dict(label_budgets=(100, 0)), "--label_budgets=100,0: must be 1 or more"),
+    (dict(head_dropout=1.0), "--head_dropout=1.0: must be in [0, 1)"),
+    (dict(filters=(8, -1)), "--filters=8,-1: must be 1 or more"),
+    (dict(strategy="tpu"), "--strategy=tpu: must be one of default, mirrored, multi_worker"),
+    (dict(model_dir=" "), "--model_dir= : must not be empty"),
+])
+def test_config_rules_name_the_flag(tiny_config, change, message):
+    with pytest.raises(ZooError) as err:
+        autoencoder.run(tiny_config.replace(**change))
+    assert str(err.value) == message
+    assert not os.path.exists(tiny_config.model_dir)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import zoo
-from conftest import REPO
 
 ALL_MODELS = zoo.list_models(include_tiny=True)
 SHAPE = (8, 8, 1)

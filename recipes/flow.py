@@ -288,6 +288,8 @@ def cli(recipe):
     from absl import app, flags, logging
 
     define_flags(recipe.Config)
+    for f in dataclasses.fields(recipe.Config):  # so --help lists them as this program's own flags
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[f.name])
 
     def main(argv):
         if not flags.FLAGS["verbosity"].present:

@@ -77,8 +77,9 @@ def confusion_matrix(labels, predicted, names, path):
 def titled_images(images, titles, path, columns=8):
     """A grid of images, each with a title (e.g. 'true→predicted')."""
     n = max(len(images), 1)
+    columns = min(columns, n)
     rows = (n + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.3), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(max(columns * 1.1, 2.0), rows * 1.3), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, title in zip(axes.flat, images, titles):

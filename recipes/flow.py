@@ -279,7 +279,7 @@ def transfer(recipe, config, data, subsets, model_config, strategy, stage):
             say(f"  N={n} seed={seed}: " + ", ".join(f"{k} {v:.1%}" for k, v in cell.items()))
             runs.append({"seed": seed, **cell})
         table.append(summarise(n, runs))
-    figures.transfer_plot(table, stage / "figures/transfer.png", f"{config.model} on {config.dataset}")
+    figures.transfer_plot(table, stage / "figures/transfer.png", f"{config.model} -> {data.name}")
     return table
 
 

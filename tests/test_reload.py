@@ -106,3 +106,22 @@ def test_load_encoder_on_missing_or_corrupt_dirs(trained_dir, tmp_path):
         f.write("{truncated")
     with pytest.raises(zoo.ZooError, match="manifest.json' is corrupt"):
         zoo.load_encoder(corrupt)
+
+
+def test_recalibration_sets_trainable_batchnorm_and_leaves_frozen_layers_alone(trained_dir):
+    from recipes.transfer import recalibrate_batchnorm
+
+    encoder = zoo.load_encoder(trained_dir, trainable=False)
+    before = {w.path: w.numpy().copy() for w in encoder.weights}
+    model = zoo.classifier_on(encoder, 10)
+    images = np.random.default_rng(2).integers(0, 256, (64, 8, 8, 1)).astype("uint8")
+    norm = model.get_layer("head_norm")
+    momentum = norm.momentum
+    recalibrate_batchnorm(model, images)
+
+    for w in encoder.weights:
+        np.testing.assert_array_equal(w.numpy(), before[w.path], err_msg=w.path)
+    features = encoder(images, training=False).numpy()
+    np.testing.assert_allclose(norm.moving_mean.numpy(), features.mean(axis=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), features.var(axis=0), rtol=1e-3, atol=1e-5)
+    assert norm.momentum == momentum

@@ -41,6 +41,7 @@ class Autoencoder(flow.Recipe):
     family = "autoencoder"
     module = "recipes.autoencoder"
     Config = Config
+    features = "the code (the latent layer the decoder reconstructs from)"
 
     def compile(self, model, config):
         model.compile(

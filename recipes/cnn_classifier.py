@@ -69,6 +69,7 @@ class CnnClassifier(flow.Recipe):
     family = "cnn_classifier"
     module = "recipes.cnn_classifier"
     Config = Config
+    features = "the conv trunk, globally average-pooled (the classifier without its head)"
 
     def datasets(self, config, data):
         source_classes = parse_classes("source_classes", config.source_classes, data.num_classes)

@@ -88,3 +88,12 @@ def titled_images(images, titles, path, columns=8):
     if not len(images):
         axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center")
     _save(fig, path)
+
+
+def latent_scatter(points, labels, path, axes=("z[0]", "z[1]"), title=""):
+    """2-D points (latents or their projection) coloured by label."""
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=6, alpha=0.8)
+    ax.legend(*scatter.legend_elements(), title="label", fontsize=7, loc="best", markerscale=0.8)
+    ax.set(xlabel=axes[0], ylabel=axes[1], title=title)
+    _save(fig, path)

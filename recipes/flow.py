@@ -47,6 +47,7 @@ class Recipe:
     family: str = ""
     module: str = ""  # for `python -m <module>` in flags.txt
     Config: type = RecipeConfig
+    features: str = ""  # what the exported encoder's output is, for manifest.json
 
     def model_config(self, config, image_shape, num_classes):
         """The builder's full keyword arguments: registry defaults, then matching config fields."""
@@ -252,7 +253,7 @@ def export(recipe, config, data, target, model, model_config, stage):
         "dataset": data.describe(),
         "target": target.describe(),
         "input": {"shape": list(data.image_shape), "dtype": "uint8", "range": [0, 255]},
-        "encoder": {"output_dim": int(encoder.output_shape[-1]), "endpoint": "serve"},
+        "encoder": {"output_dim": int(encoder.output_shape[-1]), "endpoint": "serve", "features": recipe.features},
         "flags": as_dict(config),
         "seed": config.seed,
         "versions": versions(),

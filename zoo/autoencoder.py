@@ -10,12 +10,10 @@ Example:
                             hidden_sizes=(128, 64, 32, 16), latent_dim=8)
 """
 
-import math
-
 import keras
 from keras import layers
 
-from zoo.blocks import apply_conv_trunk, float32_output, image_input
+from zoo.blocks import apply_conv_trunk, conv_decoder, dense_decoder, float32_output, image_input
 from zoo.registry import register
 
 FAMILY = "autoencoder"
@@ -50,13 +48,7 @@ def dense_autoencoder(image_shape=(28, 28, 1), hidden_sizes=(256,), latent_dim=3
     code = float32_output(layers.Dense(latent_dim, name="latent")(x), name="code")
     encoder = keras.Model(inputs, code, name="encoder")
 
-    latent = keras.Input(shape=(latent_dim,), name="latent")
-    x = latent
-    for i, units in enumerate(reversed(hidden_sizes)):
-        x = layers.Dense(units, activation="relu", name=f"dec_dense{i}")(x)
-    x = layers.Dense(math.prod(image_shape), activation="sigmoid", name="pixels")(x)
-    x = float32_output(layers.Reshape(image_shape, name="unflatten")(x), name="reconstruction")
-    decoder = keras.Model(latent, x, name="decoder")
+    decoder = dense_decoder(latent_dim, hidden_sizes, image_shape)
     return _assemble(encoder, decoder, image_shape, "dense_autoencoder")
 
 
@@ -93,18 +85,5 @@ def conv_autoencoder(
     code = float32_output(layers.Dense(latent_dim, name="latent")(x), name="code")
     encoder = keras.Model(inputs, code, name="encoder")
 
-    latent = keras.Input(shape=(latent_dim,), name="latent")
-    x = layers.Dense(h * w * filters[-1], activation="relu", name="dec_dense")(latent)
-    x = layers.Reshape((h, w, filters[-1]), name="dec_reshape")(x)
-    for i, (f, up) in enumerate(zip(reversed(filters), reversed(pooled))):
-        x = layers.Conv2DTranspose(
-            f, 3, strides=2 if up else 1, padding="same", use_bias=not batch_norm, name=f"dec_block{i}_deconv"
-        )(x)
-        if batch_norm:
-            x = layers.BatchNormalization(name=f"dec_block{i}_bn")(x)
-        x = layers.ReLU(name=f"dec_block{i}_relu")(x)
-    out_h, out_w = x.shape[1], x.shape[2]
-    x = layers.Cropping2D(((0, out_h - image_shape[0]), (0, out_w - image_shape[1])), name="crop")(x)
-    x = layers.Conv2D(image_shape[2], 3, padding="same", activation="sigmoid", name="pixels")(x)
-    decoder = keras.Model(latent, float32_output(x, name="reconstruction"), name="decoder")
+    decoder = conv_decoder(latent_dim, (h, w), filters, pooled, image_shape, batch_norm=batch_norm)
     return _assemble(encoder, decoder, image_shape, "conv_autoencoder")

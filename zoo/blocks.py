@@ -1,5 +1,7 @@
 """Building blocks shared by the families: every layer gets a name."""
 
+import math
+
 import keras
 from keras import layers
 
@@ -50,3 +52,41 @@ def apply_conv_trunk(x, filters, *, convs_per_block=2, batch_norm=True, dropout=
 def float32_output(x, name):
     """Cast to float32 so outputs stay float32 under a mixed-precision policy."""
     return layers.Activation("linear", dtype="float32", name=name)(x)
+
+
+def dense_decoder(latent_dim, hidden_sizes, image_shape, activation="sigmoid"):
+    """latent vector -> image: dense layers (`hidden_sizes` in reverse), then the pixels.
+
+    `activation` applies to the pixels: "sigmoid" for values in [0, 1], None for logits.
+    """
+    latent = keras.Input(shape=(latent_dim,), name="latent")
+    x = latent
+    for i, units in enumerate(reversed(tuple(hidden_sizes))):
+        x = layers.Dense(int(units), activation="relu", name=f"dec_dense{i}")(x)
+    x = layers.Dense(math.prod(image_shape), activation=activation, name="pixels")(x)
+    x = layers.Reshape(tuple(image_shape), name="unflatten")(x)
+    return keras.Model(latent, float32_output(x, name="reconstruction"), name="decoder")
+
+
+def conv_decoder(latent_dim, trunk_shape, filters, pooled, image_shape, batch_norm=True, activation="sigmoid"):
+    """latent vector -> image, mirroring `apply_conv_trunk`.
+
+    The code maps back to the trunk's last feature map (`trunk_shape`, height x
+    width), then transposed convolutions upsample wherever the trunk pooled, and
+    the result is cropped to the image size. `activation` applies to the pixels.
+    """
+    h, w = trunk_shape
+    latent = keras.Input(shape=(latent_dim,), name="latent")
+    x = layers.Dense(h * w * filters[-1], activation="relu", name="dec_dense")(latent)
+    x = layers.Reshape((h, w, filters[-1]), name="dec_reshape")(x)
+    for i, (f, up) in enumerate(zip(reversed(filters), reversed(pooled))):
+        x = layers.Conv2DTranspose(
+            f, 3, strides=2 if up else 1, padding="same", use_bias=not batch_norm, name=f"dec_block{i}_deconv"
+        )(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name=f"dec_block{i}_bn")(x)
+        x = layers.ReLU(name=f"dec_block{i}_relu")(x)
+    out_h, out_w = x.shape[1], x.shape[2]
+    x = layers.Cropping2D(((0, out_h - image_shape[0]), (0, out_w - image_shape[1])), name="crop")(x)
+    x = layers.Conv2D(image_shape[2], 3, padding="same", activation=activation, name="pixels")(x)
+    return keras.Model(latent, float32_output(x, name="reconstruction"), name="decoder")

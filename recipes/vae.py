@@ -1,0 +1,126 @@
+"""VAE recipe: learn a latent variable model of the images, transfer its posterior mean.
+
+    python -m recipes.vae --model_dir=runs/vae
+    python -m recipes.vae --dataset=mnist_idx --manual_dir=../shared/data/mnist-10k \\
+        --train_split='test[:8000]' --eval_split='test[8000:]' --model_dir=runs/vae-mnist10k
+
+Beside the transfer table, metrics.json reports the eval ELBO and an
+importance-weighted estimate of the negative log-likelihood, both in nats per
+image. `model/` is the decoder as a generator: endpoint `serve` maps latent
+vectors to uint8 images, endpoint `sample` draws `n` images from a seed.
+
+From Python or a notebook, without flags:
+
+    from recipes import vae
+    metrics = vae.run(vae.Config(model_dir="runs/vae", epochs=5))
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.decomposition import PCA
+
+import zoo
+from recipes import figures, flow
+from recipes.config import RecipeConfig, new_default, option
+from zoo.vae import LIKELIHOODS
+
+IW_IMAGES_PER_CALL = 4096  # decoder passes per importance-weighting call: bounds its memory
+
+
+@dataclasses.dataclass
+class Config(RecipeConfig):
+    model_dir: str = new_default("model_dir", "runs/vae")
+    epochs: int = new_default("epochs", 20)
+    model: str = option("conv_vae", "Which VAE to build.",
+                        choices=tuple(zoo.list_models(family="vae", include_tiny=True)))
+    latent_dim: int = option(16, "Size of the latent; the encoder's features are its posterior mean.", minimum=1)
+    hidden_sizes: tuple = option((512, 256), "Dense models: hidden widths between pixels and latent.", minimum=1)
+    filters: tuple = option((32, 64), "Conv models: filters per encoder block.", minimum=1, nonempty=True)
+    convs_per_block: int = option(2, "Conv models: convolutions per encoder block.", minimum=1)
+    beta: float = option(1.0, "Weight of the KL term in the training loss (1: the ELBO; >1: a beta-VAE).",
+                         minimum=0)
+    likelihood: str = option("bernoulli", "Pixel likelihood p(x|z): bernoulli, or gaussian with a learned scale.",
+                             choices=LIKELIHOODS)
+    iw_samples: int = option(64, "Importance samples per eval image for the negative log-likelihood estimate.",
+                             minimum=1)
+
+
+class Vae(flow.Recipe):
+    family = "vae"
+    module = "recipes.vae"
+    Config = Config
+    features = "the posterior mean of q(z|x)"
+
+    def compile(self, model, config):
+        # The loss is the model's own (the negative ELBO, see zoo.vae.VAE.train_step).
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=config.jit_compile)
+
+    def pretrain_example(self, config):
+        return lambda image, label: image
+
+    def evaluate(self, model, data, config):
+        metrics = super().evaluate(model, data, config)
+        metrics["eval_elbo"] = -(metrics["eval_reconstruction"] + metrics["eval_kl"])
+        k = config.iw_samples
+        step = max(1, IW_IMAGES_PER_CALL // k)
+        nll = [model.importance_weighted_nll(data.eval_images[i:i + step], k, seed=config.seed)
+               for i in range(0, len(data.eval_images), step)]
+        metrics["eval_nll"] = float(np.mean(np.concatenate(nll)))
+        metrics["iw_samples"] = k
+        flow.say(f"[{self.family}] eval ELBO {metrics['eval_elbo']:.1f} nats/image, "
+                 f"NLL <= {metrics['eval_nll']:.1f} nats/image ({k} importance samples)")
+        return metrics
+
+    def endpoints(self, model, data):
+        latent_dim = model.latent_dim
+
+        def sample(n, seed):
+            z = tf.random.stateless_normal(tf.stack([n, latent_dim]), seed=tf.stack([seed, 0]))
+            return model.generate(z)
+
+        return {
+            "serve": (model.generate, [tf.TensorSpec((None, latent_dim), tf.float32, name="latent")]),
+            "sample": (sample, [tf.TensorSpec((), tf.int32, name="n"), tf.TensorSpec((), tf.int32, name="seed")]),
+        }
+
+    def figures(self, model, data, config, fig_dir):
+        rng = np.random.default_rng(config.seed)
+        z = rng.standard_normal((40, model.latent_dim)).astype("float32")
+        samples = np.asarray(model.generate(z))
+        figures.image_rows([samples[i:i + 10] for i in range(0, 40, 10)], f"{fig_dir}/samples.png")
+
+        images = data.eval_images[:12]
+        figures.image_rows([images, model.predict(images, verbose=0)], f"{fig_dir}/reconstructions.png",
+                           ["eval", "decoded"])
+
+        encoder = model.get_layer("encoder")
+        ends = np.asarray(encoder.predict(data.eval_images[:8], verbose=0))
+        steps = np.linspace(0.0, 1.0, 10)[:, None]
+        rows = [np.asarray(model.generate((1 - steps) * a + steps * b)) for a, b in zip(ends[0::2], ends[1::2])]
+        figures.image_rows(rows, f"{fig_dir}/interpolation.png")
+
+        means = np.asarray(encoder.predict(data.eval_images, batch_size=config.batch_size, verbose=0))
+        points, axes = means, ("z[0]", "z[1]")
+        if means.shape[1] > 2:
+            pca = PCA(n_components=2, random_state=config.seed).fit(means)
+            points = pca.transform(means)
+            axes = tuple(f"PC{i + 1} ({v:.0%} of variance)" for i, v in enumerate(pca.explained_variance_ratio_))
+        elif means.shape[1] == 1:
+            points = np.concatenate([means, np.zeros_like(means)], axis=1)
+        figures.latent_scatter(points, data.eval_labels, f"{fig_dir}/latent.png", axes,
+                               f"posterior means of {len(means)} eval images")
+
+
+RECIPE = Vae()
+
+
+def run(config: Config) -> dict:
+    """Run the whole VAE recipe for `config`; returns metrics.json's content."""
+    return flow.run(RECIPE, config)
+
+
+if __name__ == "__main__":
+    flow.cli(RECIPE)

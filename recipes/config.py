@@ -55,6 +55,8 @@ class RecipeConfig:
     transfer_batch_size: int = option(32, "Batch size of the downstream classifiers.", minimum=1)
     transfer_learning_rate: float = option(3e-3, "Adam learning rate of the downstream classifiers.",
                                            positive=True)
+    probe_learning_rate: float = option(3e-3, "Adam learning rate of the frozen classifier's head: a linear "
+                                        "model on fixed features, which may take a larger rate.", positive=True)
     finetune_lr_factor: float = option(0.1, "Fine-tuning learning rate as a fraction of --transfer_learning_rate.",
                                        positive=True)
     head_units: tuple = option((), "Hidden widths of the downstream head (empty: a linear head).", minimum=1)
@@ -65,6 +67,12 @@ class RecipeConfig:
                            "multi_worker (reads TF_CONFIG).", choices=STRATEGIES)
     mixed_precision: bool = option(False, "Train in mixed_float16 (outputs stay float32).")
     jit_compile: bool = option(False, "Compile training steps with XLA.")
+
+    def __post_init__(self):
+        # Lists (from JSON, papermill or manifest.json's "flags") stand for the tuple fields.
+        for f in dataclasses.fields(self):
+            if isinstance(f.default, tuple) and isinstance(getattr(self, f.name), list):
+                setattr(self, f.name, tuple(getattr(self, f.name)))
 
     def validate(self):
         """Raise ZooError naming the first bad value; called before any work."""

@@ -1,23 +1,28 @@
-"""PNG figures a person would rather look at than read."""
+"""PNG figures a person would rather look at than read.
 
-import matplotlib
+Figures are drawn with matplotlib's object API (`Figure`, not `pyplot`): no
+display is needed, and importing this module leaves the caller's backend alone
+(a notebook's inline plots keep working).
+"""
 
-matplotlib.use("Agg")  # files only: works on machines without a display
+import numpy as np
+from matplotlib.figure import Figure
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+def _subplots(rows=1, columns=1, **kwargs):
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    return fig, fig.subplots(rows, columns, **kwargs)
 
 
 def _save(fig, path):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def training_curves(rows, path, title="Pretraining"):
     """One panel per metric, train and validation per epoch; `rows` are per-epoch dicts."""
     names = [k for k in rows[0] if k != "epoch" and not k.startswith("val_")] if rows else []
-    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(4 * max(len(names), 1), 3), squeeze=False)
+    fig, axes = _subplots(1, max(len(names), 1), figsize=(4 * max(len(names), 1), 3), squeeze=False)
     epochs = [r["epoch"] + 1 for r in rows]
     for ax, name in zip(axes[0], names):
         ax.plot(epochs, [r[name] for r in rows], marker="o", label="train")
@@ -32,7 +37,7 @@ def training_curves(rows, path, title="Pretraining"):
 def image_rows(rows, path, labels=None):
     """A grid: one row per array of images (N x H x W x C, uint8 or [0, 1] floats)."""
     n = min(len(r) for r in rows)
-    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 0.9), squeeze=False)
+    fig, axes = _subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 0.9), squeeze=False)
     for r, images in enumerate(rows):
         for c in range(n):
             image = np.asarray(images[c], dtype=np.float32)
@@ -48,7 +53,7 @@ def image_rows(rows, path, labels=None):
 
 def transfer_plot(table, path, title):
     """Eval accuracy against label budget: frozen, finetune, scratch (mean +- std)."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = _subplots(figsize=(5, 3.5))
     budgets = [row["labels"] for row in table]
     for kind in ("frozen", "finetune", "scratch"):
         means = [row[kind] for row in table]
@@ -64,7 +69,7 @@ def confusion_matrix(labels, predicted, names, path):
     k = len(names)
     counts = np.zeros((k, k), np.int64)
     np.add.at(counts, (labels, predicted), 1)
-    fig, ax = plt.subplots(figsize=(0.5 * k + 2, 0.5 * k + 1.5))
+    fig, ax = _subplots(figsize=(0.5 * k + 2, 0.5 * k + 1.5))
     ax.imshow(counts, cmap="Blues")
     for (i, j), n in np.ndenumerate(counts):
         ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
@@ -79,7 +84,7 @@ def titled_images(images, titles, path, columns=8):
     n = max(len(images), 1)
     columns = min(columns, n)
     rows = (n + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(max(columns * 1.1, 2.0), rows * 1.3), squeeze=False)
+    fig, axes = _subplots(rows, columns, figsize=(max(columns * 1.1, 2.0), rows * 1.3), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, title in zip(axes.flat, images, titles):
@@ -92,7 +97,7 @@ def titled_images(images, titles, path, columns=8):
 
 def latent_scatter(points, labels, path, axes=("z[0]", "z[1]"), title=""):
     """2-D points (latents or their projection) coloured by label."""
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig, ax = _subplots(figsize=(5, 4.5))
     scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=6, alpha=0.8)
     ax.legend(*scatter.legend_elements(), title="label", fontsize=7, loc="best", markerscale=0.8)
     ax.set(xlabel=axes[0], ylabel=axes[1], title=title)

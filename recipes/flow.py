@@ -50,11 +50,14 @@ class Recipe:
     features: str = ""  # what the exported encoder's output is, for manifest.json
 
     def model_config(self, config, image_shape, num_classes):
-        """The builder's full keyword arguments: registry defaults, then matching config fields."""
+        """The builder's full keyword arguments: registry defaults, then the config fields that
+        name a hyperparameter and differ from the field's default (so `--model=*_tiny` builds
+        tiny unless a size is given)."""
         entry = zoo.get_entry(config.model)
-        names = {f.name for f in dataclasses.fields(config)}
+        defaults = {f.name: f.default for f in dataclasses.fields(config)}
         params = entry.config()
-        overrides = {k: getattr(config, k) for k in params if k in names}
+        overrides = {k: getattr(config, k) for k in params
+                     if k in defaults and (getattr(config, k) != defaults[k] or k not in entry.defaults)}
         if "num_classes" in params:
             overrides["num_classes"] = num_classes
         return entry.config(image_shape=tuple(image_shape), **overrides)

@@ -98,7 +98,7 @@ class Downstream:
         keras.utils.set_random_seed(seed)
         with self.strategy.scope():
             encoder = load_pretrained()
-        model = self._classifier(encoder, c.transfer_learning_rate, c.transfer_steps)
+        model = self._classifier(encoder, c.probe_learning_rate, c.transfer_steps)
         self._train(model, images, labels, c.transfer_steps, seed)
         frozen = self.evaluate(model)
 

@@ -34,6 +34,10 @@ IW_IMAGES_PER_CALL = 4096  # decoder passes per importance-weighting call: bound
 class Config(RecipeConfig):
     model_dir: str = new_default("model_dir", "runs/vae")
     epochs: int = new_default("epochs", 20)
+    # 16 standardised features need larger head weights than Adam at 3e-3 reaches in 300 steps:
+    # measured on MNIST-10k at N=100, the head fit 85% of its own training labels and scored 73.8%;
+    # at 3e-2 it fit them all and scored 87.5% (logistic regression on the same features: 86.3%).
+    probe_learning_rate: float = new_default("probe_learning_rate", 3e-2)
     model: str = option("conv_vae", "Which VAE to build.",
                         choices=tuple(zoo.list_models(family="vae", include_tiny=True)))
     latent_dim: int = option(16, "Size of the latent; the encoder's features are its posterior mean.", minimum=1)

@@ -139,3 +139,21 @@ def test_config_rules_name_the_flag(tiny_config, change, message):
         autoencoder.run(tiny_config.replace(**change))
     assert str(err.value) == message
     assert not os.path.exists(tiny_config.model_dir)
+
+
+def test_lists_stand_for_tuples():
+    """JSON, papermill and manifest.json's "flags" give lists; they validate and replay like tuples."""
+    config = autoencoder.Config(label_budgets=[100, 1000], filters=[8, 16])
+    config.validate()
+    assert config.label_budgets == (100, 1000) and config.filters == (8, 16)
+    assert autoencoder.Config(**json.loads(json.dumps(flow.as_dict(config)))) == config
+
+
+def test_tiny_models_build_tiny_unless_a_size_is_given():
+    recipe = autoencoder.RECIPE
+    tiny = recipe.model_config(autoencoder.Config(model="conv_autoencoder_tiny"), (8, 8, 1), 10)
+    assert tiny["filters"] == (4, 8) and tiny["latent_dim"] == 4 and tiny["convs_per_block"] == 1
+    sized = recipe.model_config(autoencoder.Config(model="conv_autoencoder_tiny", latent_dim=6), (8, 8, 1), 10)
+    assert sized["latent_dim"] == 6 and sized["filters"] == (4, 8)
+    full = recipe.model_config(autoencoder.Config(), (8, 8, 1), 10)
+    assert full["filters"] == (32, 64) and full["latent_dim"] == 64

@@ -1,0 +1,1 @@
+"""Runnable transfer-learning recipes, one module per family: `python -m recipes.<family>`."""

@@ -95,8 +95,23 @@ def titled_images(images, titles, path, columns=8):
     _save(fig, path)
 
 
+def feature_scatter(features, labels, path, title="", seed=0):
+    """Feature vectors coloured by label: as they are in 2-D, else their first two principal components."""
+    features = np.asarray(features, np.float32)
+    if features.shape[1] == 1:
+        features = np.concatenate([features, np.zeros_like(features)], axis=1)
+    if features.shape[1] == 2:
+        latent_scatter(features, labels, path, ("z[0]", "z[1]"), title)
+        return
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=2, random_state=seed).fit(features)
+    axes = tuple(f"PC{i + 1} ({v:.0%} of variance)" for i, v in enumerate(pca.explained_variance_ratio_))
+    latent_scatter(pca.transform(features), labels, path, axes, title)
+
+
 def latent_scatter(points, labels, path, axes=("z[0]", "z[1]"), title=""):
-    """2-D points (latents or their projection) coloured by label."""
+    """2-D points coloured by label."""
     fig, ax = _subplots(figsize=(5, 4.5))
     scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=6, alpha=0.8)
     ax.legend(*scatter.legend_elements(), title="label", fontsize=7, loc="best", markerscale=0.8)

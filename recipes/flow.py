@@ -92,6 +92,11 @@ class Recipe:
     def figures(self, model, data, config, fig_dir):
         """Family figures beyond the training and transfer curves."""
 
+    def callbacks(self, model, data, config, stage):
+        """Extra Keras callbacks for pretraining (per-epoch figures, scores, probes); `stage / "logs"`
+        is the TensorBoard directory."""
+        return []
+
 
 def make_strategy(name):
     """The tf.distribute strategy a --strategy value names."""
@@ -221,6 +226,7 @@ def pretrain(recipe, config, data, model_config, strategy, stage):
             keras.callbacks.TensorBoard(stage / "logs"),
             keras.callbacks.CSVLogger(stage / HISTORY, append=True),
             throughput,
+            *recipe.callbacks(model, data, config, stage),
         ],
         shuffle=False,  # the pipeline shuffles
         verbose=1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2,  # bars only where they draw

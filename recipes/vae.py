@@ -20,7 +20,6 @@ import dataclasses
 import keras
 import numpy as np
 import tensorflow as tf
-from sklearn.decomposition import PCA
 
 import zoo
 from recipes import figures, flow
@@ -106,16 +105,9 @@ class Vae(flow.Recipe):
         rows = [np.asarray(model.generate((1 - steps) * a + steps * b)) for a, b in zip(ends[0::2], ends[1::2])]
         figures.image_rows(rows, f"{fig_dir}/interpolation.png")
 
-        means = np.asarray(encoder.predict(data.eval_images, batch_size=config.batch_size, verbose=0))
-        points, axes = means, ("z[0]", "z[1]")
-        if means.shape[1] > 2:
-            pca = PCA(n_components=2, random_state=config.seed).fit(means)
-            points = pca.transform(means)
-            axes = tuple(f"PC{i + 1} ({v:.0%} of variance)" for i, v in enumerate(pca.explained_variance_ratio_))
-        elif means.shape[1] == 1:
-            points = np.concatenate([means, np.zeros_like(means)], axis=1)
-        figures.latent_scatter(points, data.eval_labels, f"{fig_dir}/latent.png", axes,
-                               f"posterior means of {len(means)} eval images")
+        means = encoder.predict(data.eval_images, batch_size=config.batch_size, verbose=0)
+        figures.feature_scatter(means, data.eval_labels, f"{fig_dir}/latent.png",
+                                f"posterior means of {len(means)} eval images", seed=config.seed)
 
 
 RECIPE = Vae()

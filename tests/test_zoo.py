@@ -11,7 +11,6 @@ import pytest
 import zoo
 
 ALL_MODELS = zoo.list_models(include_tiny=True)
-FUNCTIONAL = [n for n in ALL_MODELS if zoo.get_entry(n).family != "vae"]  # the VAE is a registered Model class
 SHAPE = (8, 8, 1)
 
 
@@ -78,9 +77,15 @@ def test_unknown_hyperparameter_is_named():
 
 
 def test_keras_files_reload_in_a_fresh_process(tmp_path):
-    """A process that never imports zoo loads every functional model (the VAE: tests/test_vae.py)."""
-    for name in FUNCTIONAL:
-        zoo.build_model(name, image_shape=SHAPE).save(str(tmp_path / f"{name}.keras"))
+    """A process that never imports zoo loads every functional model. (Families that are registered
+    keras.Model classes, with their own train_step, need `import zoo`: tested in their own files.)"""
+    functional = []
+    for name in ALL_MODELS:
+        model = zoo.build_model(name, image_shape=SHAPE)
+        if type(model).__module__.startswith("keras."):
+            model.save(str(tmp_path / f"{name}.keras"))
+            functional.append(name)
+    assert {"conv_autoencoder", "cnn_classifier"} <= set(functional)
     script = (
         "import sys, glob, keras, numpy as np\n"
         "sys.modules['zoo'] = None\n"
@@ -92,4 +97,4 @@ def test_keras_files_reload_in_a_fresh_process(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=str(tmp_path),
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == str(len(FUNCTIONAL))
+    assert out.stdout.strip().splitlines()[-1] == str(len(functional))

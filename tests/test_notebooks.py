@@ -35,9 +35,12 @@ TINY_PARAMETERS = {
     "TRAIN_EPOCHS": 1,
     "TINY": True,
     "IW_SAMPLES": 2,
+    "SCORER_EPOCHS": 1,
+    "SCORE_SAMPLES": 50,
 }
 TINY_MODELS = {"autoencoder.ipynb": "conv_autoencoder_tiny", "use_saved_encoder.ipynb": "conv_autoencoder_tiny",
-               "cnn_classifier.ipynb": "cnn_classifier_tiny", "vae.ipynb": "conv_vae_tiny"}
+               "cnn_classifier.ipynb": "cnn_classifier_tiny", "vae.ipynb": "conv_vae_tiny",
+               "dcgan.ipynb": "dcgan_tiny"}
 SIZE_FREE = {"DATASET", "FAMILIES", "SOURCE_CLASSES", "TARGET_CLASSES", "UNFREEZE_TOP", "BETA"}
 
 

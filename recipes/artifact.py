@@ -90,6 +90,19 @@ def export_saved_model(path, model, endpoints):
     archive.write_out(path, verbose=False)
 
 
+def generator_endpoints(generate, latent_dim, name="latent"):
+    """A generator's SavedModel endpoints: `serve` maps latent vectors (float32, N x latent_dim) to
+    uint8 images; `sample(n, seed)` draws n images from the prior N(0, I), the same ones for a seed."""
+
+    def sample(n, seed):
+        return generate(tf.random.stateless_normal(tf.stack([n, latent_dim]), seed=tf.stack([seed, 0])))
+
+    return {
+        "serve": (generate, [tf.TensorSpec((None, latent_dim), tf.float32, name=name)]),
+        "sample": (sample, [tf.TensorSpec((), tf.int32, name="n"), tf.TensorSpec((), tf.int32, name="seed")]),
+    }
+
+
 def image_spec(image_shape):
     """The TensorSpec of a batch of uint8 images, as TFDS yields them."""
     return tf.TensorSpec(shape=(None, *image_shape), dtype=tf.uint8, name="images")

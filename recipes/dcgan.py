@@ -27,6 +27,7 @@ import tensorflow as tf
 
 import zoo
 from recipes import figures, flow
+from recipes.artifact import generator_endpoints
 from recipes.config import RecipeConfig, new_default, option
 from recipes.scoring import Scorer, frechet_distance
 from recipes.transfer import recalibrate_batchnorm
@@ -130,23 +131,13 @@ class Dcgan(flow.Recipe):
         return metrics
 
     def endpoints(self, model, data):
-        latent_dim = model.latent_dim
-
-        def sample(n, seed):
-            return model.generate(tf.random.stateless_normal(tf.stack([n, latent_dim]), seed=tf.stack([seed, 0])))
-
-        return {
-            "serve": (model.generate, [tf.TensorSpec((None, latent_dim), tf.float32, name="noise")]),
-            "sample": (sample, [tf.TensorSpec((), tf.int32, name="n"), tf.TensorSpec((), tf.int32, name="seed")]),
-        }
+        return generator_endpoints(model.generate, model.latent_dim, "noise")
 
     def figures(self, model, data, config, fig_dir):
         noise = np.random.default_rng(config.seed).standard_normal((GRID, model.latent_dim)).astype("float32")
         figures.image_rows(np.split(np.asarray(model.generate(noise)), 8), f"{fig_dir}/samples.png")
-        ends = np.random.default_rng(config.seed + 1).standard_normal((8, model.latent_dim)).astype("float32")
-        steps = np.linspace(0.0, 1.0, 10)[:, None].astype("float32")
-        rows = [np.asarray(model.generate((1 - steps) * a + steps * b)) for a, b in zip(ends[0::2], ends[1::2])]
-        figures.image_rows(rows, f"{fig_dir}/interpolation.png")
+        ends = np.random.default_rng(config.seed + 1).standard_normal((8, model.latent_dim))
+        figures.interpolation(model.generate, ends, f"{fig_dir}/interpolation.png")
 
 
 RECIPE = Dcgan()

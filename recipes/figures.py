@@ -51,6 +51,13 @@ def image_rows(rows, path, labels=None):
     _save(fig, path)
 
 
+def interpolation(generate, ends, path, steps=10):
+    """One row per pair of latent vectors in `ends` (2k x d): `generate` along the straight line between them."""
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+    ends = np.asarray(ends, np.float32)
+    image_rows([np.asarray(generate((1 - t) * a + t * b)) for a, b in zip(ends[0::2], ends[1::2])], path)
+
+
 def transfer_plot(table, path, title):
     """Eval accuracy against label budget: frozen, finetune, scratch (mean +- std)."""
     fig, ax = _subplots(figsize=(5, 3.5))

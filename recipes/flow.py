@@ -11,6 +11,7 @@ else lives here once.
 import contextlib
 import csv
 import dataclasses
+import functools
 import os
 import platform
 import sys
@@ -98,8 +99,10 @@ class Recipe:
         return []
 
 
+@functools.cache
 def make_strategy(name):
-    """The tf.distribute strategy a --strategy value names."""
+    """The tf.distribute strategy a --strategy value names, made once per process: two mirrored
+    strategies in one process would share collective-op keys and mix up each other's all-reduces."""
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]

@@ -19,10 +19,10 @@ import dataclasses
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 import zoo
 from recipes import figures, flow
+from recipes.artifact import generator_endpoints
 from recipes.config import RecipeConfig, new_default, option
 from zoo.vae import LIKELIHOODS
 
@@ -78,16 +78,7 @@ class Vae(flow.Recipe):
         return metrics
 
     def endpoints(self, model, data):
-        latent_dim = model.latent_dim
-
-        def sample(n, seed):
-            z = tf.random.stateless_normal(tf.stack([n, latent_dim]), seed=tf.stack([seed, 0]))
-            return model.generate(z)
-
-        return {
-            "serve": (model.generate, [tf.TensorSpec((None, latent_dim), tf.float32, name="latent")]),
-            "sample": (sample, [tf.TensorSpec((), tf.int32, name="n"), tf.TensorSpec((), tf.int32, name="seed")]),
-        }
+        return generator_endpoints(model.generate, model.latent_dim, "latent")
 
     def figures(self, model, data, config, fig_dir):
         rng = np.random.default_rng(config.seed)
@@ -100,10 +91,8 @@ class Vae(flow.Recipe):
                            ["eval", "decoded"])
 
         encoder = model.get_layer("encoder")
-        ends = np.asarray(encoder.predict(data.eval_images[:8], verbose=0))
-        steps = np.linspace(0.0, 1.0, 10)[:, None]
-        rows = [np.asarray(model.generate((1 - steps) * a + steps * b)) for a, b in zip(ends[0::2], ends[1::2])]
-        figures.image_rows(rows, f"{fig_dir}/interpolation.png")
+        figures.interpolation(model.generate, encoder.predict(data.eval_images[:8], verbose=0),
+                              f"{fig_dir}/interpolation.png")
 
         means = encoder.predict(data.eval_images, batch_size=config.batch_size, verbose=0)
         figures.feature_scatter(means, data.eval_labels, f"{fig_dir}/latent.png",

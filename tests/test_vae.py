@@ -12,7 +12,7 @@ import tensorflow as tf
 
 import zoo
 from recipes import vae
-from recipes.flow import precision
+from recipes.flow import make_strategy, precision
 from zoo.vae import VAE, Sampling
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -81,7 +81,7 @@ def no_noise(monkeypatch):
 
 
 def test_mirrored_strategy_gives_the_same_loss_and_gradients(no_noise):
-    strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")[:2]])
+    strategy = make_strategy("mirrored")  # the process's one mirrored strategy, over the two logical CPUs
     assert strategy.num_replicas_in_sync == 2
     build = lambda: zoo.build_model("dense_vae_tiny", image_shape=SHAPE, latent_dim=3)  # noqa: E731 (no BatchNorm)
     weights = build().get_weights()

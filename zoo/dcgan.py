@@ -26,14 +26,10 @@ from keras import layers, ops
 
 from zoo.blocks import float32_output
 from zoo.registry import register
+from zoo.training import replica_share
 
 FAMILY = "dcgan"
 POOLED_GRID = 4  # each trunk layer's features are max-pooled to at most this many cells a side
-
-
-def _replica_share(loss):
-    """A hand-reduced loss, scaled so that summing gradients over replicas gives the global mean."""
-    return loss / tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def _bce(target, logits):
@@ -103,7 +99,7 @@ class DCGAN(keras.Model):
     def _step(self, optimizer, loss_fn, variables):
         with tf.GradientTape() as tape:
             loss, stats = loss_fn()
-            scaled = optimizer.scale_loss(_replica_share(loss))  # loss scaling under mixed_float16
+            scaled = optimizer.scale_loss(replica_share(loss))  # loss scaling under mixed_float16
         optimizer.apply(tape.gradient(scaled, variables), variables)
         return loss, stats
 

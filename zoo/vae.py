@@ -26,6 +26,7 @@ from keras import layers, ops
 
 from zoo.blocks import apply_conv_trunk, conv_decoder, dense_decoder, float32_output, image_input
 from zoo.registry import register
+from zoo.training import replica_share
 
 FAMILY = "vae"
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -51,11 +52,6 @@ class Sampling(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}
-
-
-def _replica_share(loss):
-    """A hand-reduced loss, scaled so that summing gradients over replicas gives the global mean."""
-    return loss / tf.distribute.get_strategy().num_replicas_in_sync
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -131,7 +127,7 @@ class VAE(keras.Model):
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             reconstruction, kl = self.terms(images, training=True)
-            loss = _replica_share(ops.mean(reconstruction + self.beta * kl))
+            loss = replica_share(ops.mean(reconstruction + self.beta * kl))
             scaled = self.optimizer.scale_loss(loss)  # loss scaling under mixed_float16
         gradients = tape.gradient(scaled, self.trainable_weights)
         self.optimizer.apply(gradients, self.trainable_weights)

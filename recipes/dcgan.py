@@ -89,11 +89,15 @@ class Dcgan(flow.Recipe):
     def pretrain_example(self, config):
         return lambda image, label: image
 
+    def datasets(self, config, data):
+        # A given scorer loads first, so that a bad --scorer_dir stops the run before any work.
+        self.scorer = Scorer.load(config.scorer_dir, data) if config.scorer_dir else None
+        return data, data
+
     def callbacks(self, model, data, config, stage):
         """The scorer, made before training so that every epoch is scored."""
-        if config.scorer_dir:
+        if self.scorer is not None:
             flow.say(f"[dcgan] scoring with the classifier of {config.scorer_dir}")
-            self.scorer = Scorer.load(config.scorer_dir, data)
         else:
             flow.say(f"[dcgan] training the scoring classifier (cnn_classifier, {config.scorer_epochs} epochs)")
             self.scorer = Scorer.train(data, config.scorer_epochs, config.seed)

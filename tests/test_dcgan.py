@@ -191,7 +191,23 @@ def test_generator_endpoints_return_uint8_images(gan_run):
     np.testing.assert_array_equal(first, generator.sample(n=tf.constant(5), seed=tf.constant(3)))
 
 
-def test_scorer_dir_must_be_a_classifier_run(gan_run, tfds_dir):
-    data = load_data(dcgan.Config(data_dir=tfds_dir))
+def test_scorer_dir_must_be_a_classifier_run(gan_run, tmp_path):
+    config = gan_run[0].replace(scorer_dir=gan_run[0].model_dir, model_dir=str(tmp_path / "run"))
     with pytest.raises(zoo.ZooError, match="--scorer_dir=.*not a cnn_classifier run"):
-        Scorer.load(gan_run[0].model_dir, data)
+        dcgan.run(config)
+    assert os.listdir(tmp_path) == []  # stopped before any work: no artifact, no staging directory
+
+
+def test_scorer_loads_a_classifier_run(tmp_path, tfds_dir):
+    data = load_data(dcgan.Config(data_dir=tfds_dir))
+    classifier = zoo.build_model("cnn_classifier_tiny", image_shape=data.image_shape, num_classes=10)
+    classifier.save(str(tmp_path / "model.keras"))
+    with open(tmp_path / "manifest.json", "w") as f:
+        json.dump({"family": "cnn_classifier", "input": {"shape": list(data.image_shape)}}, f)
+    scorer = Scorer.load(str(tmp_path), data)
+    np.testing.assert_allclose(scorer.predict(data.eval_images[:5]),
+                               np.argmax(classifier.predict(data.eval_images[:5], verbose=0), -1))
+    with open(tmp_path / "manifest.json", "w") as f:
+        json.dump({"family": "cnn_classifier", "input": {"shape": [28, 28, 1]}}, f)
+    with pytest.raises(zoo.ZooError, match=r"takes \(28, 28, 1\) images, the dataset has \(8, 8, 1\)"):
+        Scorer.load(str(tmp_path), data)

@@ -1,0 +1,126 @@
+"""SimCLR on the MNIST-10k protocol (../shared/PROTOCOL.md).
+
+    python benchmarks/simclr_mnist10k.py                    # the recipe's defaults, 60 epochs
+    python benchmarks/simclr_mnist10k.py --temperature=0.5 --epochs=20
+
+Pretrains contrastively on images 0-7,999 of the real MNIST test set (labels
+unseen), then the transfer table (N = 100 and 1,000; frozen / finetune /
+scratch; seeds 0-2, evaluated on images 8,000-9,999) beside the protocol's
+reference CNN from scratch. Last, the images/s of the training step side by
+side with a plain-Keras SimCLR written as the keras-io example writes it
+(float images from NumPy, the augmenter and the loss in `train_step`, `fit`),
+on the same encoder, head and augmentations. Any recipe flag gives a variant.
+"""
+
+import os
+import sys
+import time
+
+import keras
+import tensorflow as tf
+from absl import app, flags, logging
+from keras import ops
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import zoo  # noqa: E402
+from protocol import interleaved_rates, print_table, protocol_config, reference_cnn, seeded_build  # noqa: E402
+from recipes import simclr  # noqa: E402
+from recipes.config import define_flags  # noqa: E402
+from recipes.data import load_data  # noqa: E402
+
+FLAGS = flags.FLAGS
+EPOCHS = 60  # 8,000 images: more epochs than the recipe's offline default needs
+
+
+class KerasIoSimCLR(keras.Model):
+    """keras-io's ContrastiveModel (semisupervised_simclr.py): augment twice, encode, project,
+    a symmetric cross-view contrastive loss, one Mean tracker."""
+
+    def __init__(self, augmenter, encoder, projection_head, temperature, **kwargs):
+        super().__init__(**kwargs)
+        self.augmenter, self.encoder, self.projection_head = augmenter, encoder, projection_head
+        self.temperature = temperature
+        self.loss_tracker = keras.metrics.Mean(name="c_loss")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def contrastive_loss(self, projections_1, projections_2):
+        projections_1 = ops.normalize(projections_1, axis=1)
+        projections_2 = ops.normalize(projections_2, axis=1)
+        similarities = ops.matmul(projections_1, ops.transpose(projections_2)) / self.temperature
+        labels = ops.arange(ops.shape(projections_1)[0])
+        loss_1_2 = keras.losses.sparse_categorical_crossentropy(labels, similarities, from_logits=True)
+        loss_2_1 = keras.losses.sparse_categorical_crossentropy(labels, ops.transpose(similarities), from_logits=True)
+        return (loss_1_2 + loss_2_1) / 2
+
+    def train_step(self, images):
+        # The encoder takes uint8 (it scales inside), so the float views go back to 0-255.
+        views = [ops.cast(ops.round(ops.clip(self.augmenter(images, training=True), 0, 1) * 255), "uint8")
+                 for _ in range(2)]
+        with tf.GradientTape() as tape:
+            projections = [self.projection_head(self.encoder(v, training=True), training=True) for v in views]
+            loss = self.contrastive_loss(*projections)
+        gradients = tape.gradient(loss, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
+        self.loss_tracker.update_state(loss)
+        return {m.name: m.result() for m in self.metrics}
+
+
+def throughput(config):
+    """Images/s of the training step: the recipe (zoo SimCLR, tf.data pipeline) vs keras-io style (NumPy floats)."""
+    data = load_data(config)
+    images, _ = data.train_arrays()
+    floats = images.astype("float32") / 255.0
+    recipe = simclr.RECIPE
+    model_config = recipe.model_config(config, data.image_shape, data.num_classes)
+
+    def build():
+        model = zoo.build_model(config.model, **model_config)
+        recipe.compile(model, config)
+        return model
+
+    def build_plain():
+        parts = zoo.build_model(config.model, **model_config)  # the same layers, keras-io's training step
+        model = KerasIoSimCLR(parts.augmenter, parts.encoder, parts.projector, config.temperature)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        return model
+
+    ours, plain = seeded_build(build, config.seed), seeded_build(build_plain, config.seed)
+    pipeline = data.pretrain_dataset(recipe.pretrain_example(config), config.batch_size, config.seed)
+    rate = interleaved_rates({
+        "recipe": lambda: ours.fit(pipeline, epochs=1, verbose=0, shuffle=False),
+        "keras_io": lambda: plain.fit(floats, batch_size=config.batch_size, epochs=1, verbose=0),
+    }, len(images))
+    return rate["recipe"], rate["keras_io"]
+
+
+def main(argv):
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    config = protocol_config(simclr.Config, "simclr")
+    start = time.time()
+    metrics = simclr.run(config)
+    reference = reference_cnn(config) if FLAGS.reference else {}
+    shown = ("filters", "convs_per_block", "projection_units", "projection_dim", "temperature", "crop", "translate",
+             "rotate", "noise", "contrast", "batch_size", "learning_rate", "epochs")
+    print(f"\n{config.model} (" + ", ".join(f"{k}={getattr(config, k)}" for k in shown) + ")")
+    print_table(metrics, reference)
+    pre = metrics["pretrain"]
+    print(f"eval NT-Xent loss {pre['eval_loss']:.3f}, contrastive accuracy {pre['eval_contrastive_accuracy']:.1%}; "
+          f"training step {pre['images_per_second']:.0f} images/s (each image is two views; median epoch)")
+    if FLAGS.speed:
+        ours, plain = throughput(config)
+        print(f"training step, images/s (median of 3 epochs, interleaved): recipe {ours:.0f}, "
+              f"keras-io style {plain:.0f}, ratio {ours / plain:.2f}")
+    print(f"recipe wall time {metrics['wall_seconds']:.0f} s; with the reference {time.time() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    define_flags(simclr.Config)
+    FLAGS.set_default("epochs", EPOCHS)
+    flags.DEFINE_boolean("reference", True, "Also train the protocol's reference CNN from scratch.")
+    flags.DEFINE_boolean("speed", True, "Also compare training-step throughput with a keras-io style SimCLR.")
+    app.run(main)

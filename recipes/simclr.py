@@ -1,0 +1,141 @@
+"""SimCLR recipe: contrastive pretraining on unlabelled images, transfer the encoder.
+
+    python -m recipes.simclr --model_dir=runs/simclr
+    python -m recipes.simclr --dataset=mnist_idx --manual_dir=../shared/data/mnist-10k \\
+        --train_split='test[:8000]' --eval_split='test[8000:]' --epochs=60 --model_dir=runs/simclr-mnist10k
+
+Pretraining never sees a label. The views are made inside the model's
+`train_step` (Keras preprocessing layers, applied twice per image; see
+zoo/simclr.py), so the input pipeline is the shared one and yields plain uint8
+images. After each epoch a linear probe (logistic regression on the frozen
+encoder's features of the smallest label budget's draw) is scored on the eval
+split, printed and written to TensorBoard (`logs/probe`): whether the
+representation improves shows while it trains. The exported encoder is the CNN
+trunk with its global pooling, without the projection head.
+
+From Python or a notebook, without flags:
+
+    from recipes import simclr
+    metrics = simclr.run(simclr.Config(model_dir="runs/simclr", epochs=5))
+"""
+
+import dataclasses
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import zoo
+from recipes import figures, flow
+from recipes.config import RecipeConfig, new_default, option
+
+
+@dataclasses.dataclass
+class Config(RecipeConfig):
+    model_dir: str = new_default("model_dir", "runs/simclr")
+    epochs: int = new_default("epochs", 40)
+    # Measured on MNIST-10k (linear probe on 100 labels after 10 epochs): batch 64 gave 93.5%, 32 gave 92.8%,
+    # 256 gave 92.2%: with 8,000 images, more steps beat more negatives per step.
+    batch_size: int = new_default("batch_size", 64)
+    # Measured on the MNIST-10k encoder at N=100 (seeds 0-2), frozen head: 94.0% at 3e-3, 94.8% at 1e-2, 94.6% at 3e-2.
+    probe_learning_rate: float = new_default("probe_learning_rate", 1e-2)
+    model: str = option("simclr", "Which contrastive model to build.",
+                        choices=tuple(zoo.list_models(family="simclr", include_tiny=True)))
+    filters: tuple = option((32, 64, 128), "Filters per encoder block; the features are the last block's, pooled.",
+                            minimum=1, nonempty=True)
+    convs_per_block: int = option(1, "Convolutions per encoder block.", minimum=1)
+    projection_units: int = option(256, "Width of the projection head's hidden layer.", minimum=1)
+    projection_dim: int = option(64, "Size of the projections the loss compares.", minimum=1)
+    temperature: float = option(0.5, "Temperature of the NT-Xent loss.", positive=True)
+    crop: float = option(0.3, "Augmentation: random resized crop, up to this fraction of each side (0: off).",
+                         minimum=0, below=1)
+    translate: float = option(0.1, "Augmentation: shift by up to this fraction of each side (0: off).",
+                              minimum=0, below=1)
+    rotate: float = option(0.05, "Augmentation: rotate by up to this fraction of a turn (0: off).", minimum=0, below=1)
+    noise: float = option(0.05, "Augmentation: Gaussian pixel noise, std in [0, 1] pixel units (0: off).", minimum=0)
+    contrast: float = option(0.3, "Augmentation: contrast factor in 1 +- this (0: off).", minimum=0, below=1)
+    color_jitter: float = option(0.5, "Augmentation: colour jitter strength, colour images only (0: off).",
+                                 minimum=0, below=1)
+    probe: bool = option(True, "Score a linear probe on the frozen features after every epoch "
+                         "(TensorBoard: logs/probe).")
+
+
+class LinearProbe(keras.callbacks.Callback):
+    """After each epoch: logistic regression on the frozen encoder's features of a labelled draw,
+    scored on the eval split, printed and written to TensorBoard."""
+
+    def __init__(self, encoder, labelled, eval_images, eval_labels, log_dir, batch_size=500):
+        super().__init__()
+        self.encoder, self.labelled, self.batch_size = encoder, labelled, batch_size
+        self.eval_images, self.eval_labels = eval_images, eval_labels
+        self.writer = tf.summary.create_file_writer(log_dir)
+
+    def features(self, images):
+        # Inference mode: BatchNorm's moving statistics, as the exported encoder will use them.
+        return np.concatenate([np.asarray(self.encoder(images[i:i + self.batch_size], training=False), np.float64)
+                               for i in range(0, len(images), self.batch_size)])
+
+    def on_epoch_end(self, epoch, logs=None):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        images, labels = self.labelled
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        probe.fit(self.features(images), labels)
+        accuracy = float(probe.score(self.features(self.eval_images), self.eval_labels))
+        with self.writer.as_default():
+            tf.summary.scalar("eval_accuracy", accuracy, step=epoch,
+                              description=f"linear probe on {len(labels)} labels, frozen features")
+        self.writer.flush()
+        flow.say(f"[simclr] epoch {epoch + 1}: linear probe on {len(labels)} labels, eval accuracy {accuracy:.1%}")
+        if logs is not None:
+            # Shows in fit's progress line and History; history.csv and the curves are written before this runs.
+            logs["probe_accuracy"] = accuracy
+
+
+class Simclr(flow.Recipe):
+    family = "simclr"
+    module = "recipes.simclr"
+    Config = Config
+    features = "the CNN trunk's globally pooled features (the projection head is not exported)"
+
+    def compile(self, model, config):
+        # The loss is the model's own (NT-Xent, see zoo.simclr.SimCLR.train_step).
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=config.jit_compile)
+
+    def pretrain_example(self, config):
+        return lambda image, label: image  # the two views are made in train_step
+
+    def callbacks(self, model, data, config, stage):
+        # Cosine decay of the learning rate as in SimCLR; per epoch, as `compile` does not know the steps.
+        decay = keras.callbacks.LearningRateScheduler(
+            lambda epoch: 0.5 * config.learning_rate * (1 + math.cos(math.pi * epoch / config.epochs)))
+        if not config.probe:
+            return [decay]
+        n = min(config.label_budgets)
+        labelled = data.labelled_subsets((n,), (config.seed,))[(n, config.seed)]
+        return [decay, LinearProbe(self.encoder(model), labelled, data.eval_images, data.eval_labels,
+                                   os.path.join(stage / "logs", "probe"))]
+
+    def figures(self, model, data, config, fig_dir):
+        images = data.eval_images[:12]
+        figures.image_rows([images, model.augment(images), model.augment(images)], f"{fig_dir}/views.png",
+                           ["image", "view 1", "view 2"])
+        features = self.encoder(model).predict(data.eval_images, batch_size=config.batch_size, verbose=0)
+        figures.feature_scatter(features, data.eval_labels, f"{fig_dir}/features.png",
+                                f"encoder features of {len(features)} eval images", seed=config.seed)
+
+
+RECIPE = Simclr()
+
+
+def run(config: Config) -> dict:
+    """Run the whole SimCLR recipe for `config`; returns metrics.json's content."""
+    return flow.run(RECIPE, config)
+
+
+if __name__ == "__main__":
+    flow.cli(RECIPE)

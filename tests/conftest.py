@@ -59,3 +59,18 @@ def idx_dir(tmp_path):
         write_idx(str(tmp_path / f"{prefix}-images-idx3-ubyte.gz"), images)
         write_idx(str(tmp_path / f"{prefix}-labels-idx1-ubyte"), np.arange(n) % 10)
     return str(tmp_path)
+
+
+def assert_encoder_reloads_frozen(model_dir, images):
+    """DESIGN.md's three ways to reload an encoder agree: zoo.load_encoder (frozen), TFSMLayer, tf.saved_model."""
+    import keras
+
+    import zoo
+
+    encoder = zoo.load_encoder(model_dir)
+    assert not encoder.trainable_weights
+    expected = np.asarray(encoder(images))
+    layer = keras.layers.TFSMLayer(f"{model_dir}/encoder", call_endpoint="serve", trainable=False)
+    loaded = tf.saved_model.load(f"{model_dir}/encoder")  # keep a reference while calling it
+    np.testing.assert_allclose(layer(images), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loaded.serve(tf.constant(images)), expected, rtol=1e-5, atol=1e-6)

@@ -15,6 +15,7 @@ from recipes.data import load_data
 from recipes.flow import make_strategy, precision
 from recipes.scoring import Scorer, frechet_distance
 from zoo.dcgan import DCGAN
+from conftest import assert_encoder_reloads_frozen
 
 SHAPE = (8, 8, 1)
 IMAGES = np.random.default_rng(0).integers(0, 256, (16, *SHAPE)).astype("uint8")
@@ -169,13 +170,7 @@ def test_recipe_end_to_end(gan_run):
 
 def test_encoder_reloads_frozen_three_ways(gan_run):
     d = gan_run[0].model_dir
-    encoder = zoo.load_encoder(d)
-    assert not encoder.trainable_weights
-    expected = np.asarray(encoder(IMAGES))
-    layer = keras.layers.TFSMLayer(f"{d}/encoder", call_endpoint="serve", trainable=False)
-    loaded = tf.saved_model.load(f"{d}/encoder")
-    np.testing.assert_allclose(layer(IMAGES), expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(loaded.serve(tf.constant(IMAGES)), expected, rtol=1e-5, atol=1e-6)
+    assert_encoder_reloads_frozen(d, IMAGES)
 
 
 def test_generator_endpoints_return_uint8_images(gan_run):

@@ -15,6 +15,7 @@ import zoo
 from recipes import simclr
 from recipes.flow import make_strategy, precision
 from zoo.simclr import SimCLR, nt_xent
+from conftest import assert_encoder_reloads_frozen
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (8, 8, 1)
@@ -220,14 +221,8 @@ def test_linear_probe_is_written_to_tensorboard_every_epoch(simclr_run):
 
 def test_encoder_reloads_frozen_three_ways(simclr_run):
     d = simclr_run[0].model_dir
-    encoder = zoo.load_encoder(d)
-    assert not encoder.trainable_weights
-    expected = np.asarray(encoder(IMAGES))
-    assert expected.shape == (16, 8)
-    layer = keras.layers.TFSMLayer(f"{d}/encoder", call_endpoint="serve", trainable=False)
-    loaded = tf.saved_model.load(f"{d}/encoder")
-    np.testing.assert_allclose(layer(IMAGES), expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(loaded.serve(tf.constant(IMAGES)), expected, rtol=1e-5, atol=1e-6)
+    assert zoo.load_encoder(d).output_shape == (None, 8)
+    assert_encoder_reloads_frozen(d, IMAGES)
 
 
 @pytest.mark.parametrize("change, message", [

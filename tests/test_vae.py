@@ -14,6 +14,7 @@ import zoo
 from recipes import vae
 from recipes.flow import make_strategy, precision
 from zoo.vae import VAE, Sampling
+from conftest import assert_encoder_reloads_frozen
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (8, 8, 1)
@@ -170,13 +171,7 @@ def test_recipe_end_to_end(vae_run):
 
 def test_encoder_reloads_frozen_three_ways(vae_run):
     d = vae_run[0].model_dir
-    encoder = zoo.load_encoder(d)
-    assert not encoder.trainable_weights
-    expected = np.asarray(encoder(IMAGES))
-    layer = keras.layers.TFSMLayer(f"{d}/encoder", call_endpoint="serve", trainable=False)
-    loaded = tf.saved_model.load(f"{d}/encoder")
-    np.testing.assert_allclose(layer(IMAGES), expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(loaded.serve(tf.constant(IMAGES)), expected, rtol=1e-5, atol=1e-6)
+    assert_encoder_reloads_frozen(d, IMAGES)
 
 
 def test_decoder_endpoints_return_uint8_images(vae_run):

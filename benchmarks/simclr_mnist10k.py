@@ -10,6 +10,10 @@ reference CNN from scratch. Last, the images/s of the training step side by
 side with a plain-Keras SimCLR written as the keras-io example writes it
 (float images from NumPy, the augmenter and the loss in `train_step`, `fit`),
 on the same encoder, head and augmentations. Any recipe flag gives a variant.
+
+Measured with the defaults on a shared 2-core CPU: N = 100 frozen 94.8 +- 0.5, finetune 95.8 +- 0.7,
+scratch 84.4 +- 1.6 (small CNN from scratch 93.1 +- 0.7); N = 1,000 frozen 97.9 +- 0.3, finetune
+98.4 +- 0.1, scratch 97.2 +- 0.1. Recipe 880 s on a busy host (659 s on a quieter one).
 """
 
 import os

@@ -13,7 +13,7 @@ Example:
 import keras
 from keras import layers
 
-from zoo.blocks import apply_conv_trunk, conv_decoder, dense_decoder, float32_output, image_input
+from zoo.blocks import apply_conv_trunk, apply_dense_trunk, conv_decoder, dense_decoder, float32_output, image_input
 from zoo.registry import register
 
 FAMILY = "autoencoder"
@@ -42,9 +42,7 @@ def dense_autoencoder(image_shape=(28, 28, 1), hidden_sizes=(256,), latent_dim=3
     image_shape = tuple(image_shape)
     hidden_sizes = tuple(int(h) for h in hidden_sizes)
     inputs, x = image_input(image_shape)
-    x = layers.Flatten(name="flatten")(x)
-    for i, units in enumerate(hidden_sizes):
-        x = layers.Dense(units, activation="relu", name=f"enc_dense{i}")(x)
+    x = apply_dense_trunk(x, hidden_sizes)
     code = float32_output(layers.Dense(latent_dim, name="latent")(x), name="code")
     encoder = keras.Model(inputs, code, name="encoder")
 

@@ -54,6 +54,14 @@ def float32_output(x, name):
     return layers.Activation("linear", dtype="float32", name=name)(x)
 
 
+def apply_dense_trunk(x, hidden_sizes):
+    """Flatten, then a ReLU dense layer per width: the dense families' encoder body."""
+    x = layers.Flatten(name="flatten")(x)
+    for i, units in enumerate(hidden_sizes):
+        x = layers.Dense(int(units), activation="relu", name=f"enc_dense{i}")(x)
+    return x
+
+
 def dense_decoder(latent_dim, hidden_sizes, image_shape, activation="sigmoid"):
     """latent vector -> image: dense layers (`hidden_sizes` in reverse), then the pixels.
 

@@ -24,7 +24,7 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from zoo.blocks import apply_conv_trunk, conv_decoder, dense_decoder, float32_output, image_input
+from zoo.blocks import apply_conv_trunk, apply_dense_trunk, conv_decoder, dense_decoder, float32_output, image_input
 from zoo.registry import register
 from zoo.training import replica_share
 
@@ -198,9 +198,7 @@ def dense_vae(image_shape=(28, 28, 1), hidden_sizes=(512, 256), latent_dim=16, b
     image_shape = tuple(image_shape)
     hidden_sizes = tuple(int(h) for h in hidden_sizes)
     inputs, x = image_input(image_shape)
-    x = layers.Flatten(name="flatten")(x)
-    for i, units in enumerate(hidden_sizes):
-        x = layers.Dense(units, activation="relu", name=f"enc_dense{i}")(x)
+    x = apply_dense_trunk(x, hidden_sizes)
     decoder = dense_decoder(latent_dim, hidden_sizes, image_shape, activation=None)
     return VAE(_posterior(inputs, x, latent_dim), decoder, beta=beta, likelihood=likelihood, name="dense_vae")
 

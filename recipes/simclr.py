@@ -11,7 +11,8 @@ images. After each epoch a linear probe (logistic regression on the frozen
 encoder's features of the smallest label budget's draw) is scored on the eval
 split, printed and written to TensorBoard (`logs/probe`): whether the
 representation improves shows while it trains. The exported encoder is the CNN
-trunk with its global pooling, without the projection head.
+trunk with its global pooling (`--pooling`: by default each channel's
+average), without the projection head.
 
 From Python or a notebook, without flags:
 
@@ -41,11 +42,17 @@ class Config(RecipeConfig):
     batch_size: int = new_default("batch_size", 64)
     # Measured on the MNIST-10k encoder at N=100 (seeds 0-2), frozen head: 94.0% at 3e-3, 94.8% at 1e-2, 94.6% at 3e-2.
     probe_learning_rate: float = new_default("probe_learning_rate", 1e-2)
+    # Measured on a MNIST-10k encoder (--filters=32,64,256 --pooling=avg_max) at N=100, seeds 0-2: the frozen head
+    # scored 94.4% after 100 steps, 94.9% after 300 and 95.3% after 1,000, near logistic regression run to
+    # convergence on the same features (95.7%); scratch moved from 87.1% (600 steps) to 87.4% (2,000).
+    transfer_steps: int = new_default("transfer_steps", 1000)
     model: str = option("simclr", "Which contrastive model to build.",
                         choices=tuple(zoo.list_models(family="simclr", include_tiny=True)))
     filters: tuple = option((32, 64, 128), "Filters per encoder block; the features are the last block's, pooled.",
                             minimum=1, nonempty=True)
     convs_per_block: int = option(1, "Convolutions per encoder block.", minimum=1)
+    pooling: str = option("avg", "How the last block's feature map becomes the features: per channel its "
+                          "average, its maximum, or both side by side.", choices=zoo.simclr.POOLINGS)
     projection_units: int = option(256, "Width of the projection head's hidden layer.", minimum=1)
     projection_dim: int = option(64, "Size of the projections the loss compares.", minimum=1)
     temperature: float = option(0.5, "Temperature of the NT-Xent loss.", positive=True)
@@ -100,7 +107,7 @@ class Simclr(flow.Recipe):
     family = "simclr"
     module = "recipes.simclr"
     Config = Config
-    features = "the CNN trunk's globally pooled features (the projection head is not exported)"
+    features = "the CNN trunk's last feature map, globally pooled (see --pooling); the projection head is not exported"
 
     def compile(self, model, config):
         # The loss is the model's own (NT-Xent, see zoo.simclr.SimCLR.train_step).

@@ -40,8 +40,8 @@ TINY_PARAMETERS = {
 }
 TINY_MODELS = {"autoencoder.ipynb": "conv_autoencoder_tiny", "use_saved_encoder.ipynb": "conv_autoencoder_tiny",
                "cnn_classifier.ipynb": "cnn_classifier_tiny", "vae.ipynb": "conv_vae_tiny",
-               "dcgan.ipynb": "dcgan_tiny"}
-SIZE_FREE = {"DATASET", "FAMILIES", "SOURCE_CLASSES", "TARGET_CLASSES", "UNFREEZE_TOP", "BETA"}
+               "dcgan.ipynb": "dcgan_tiny", "simclr.ipynb": "simclr_tiny"}
+SIZE_FREE = {"DATASET", "FAMILIES", "SOURCE_CLASSES", "TARGET_CLASSES", "UNFREEZE_TOP", "BETA", "TEMPERATURE"}
 
 
 def _starts_this_python(kernel_name):

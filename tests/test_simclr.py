@@ -75,6 +75,23 @@ def test_shapes_views_and_fit():
     assert len(model.trainable_weights) == len({id(w) for w in model.trainable_weights})
 
 
+def test_pooling_is_the_average_the_maximum_or_both():
+    model = zoo.build_model("simclr_tiny", image_shape=SHAPE, pooling="avg_max")
+    encoder = model.get_layer("encoder")
+    feature_map = keras.Model(encoder.inputs, encoder.get_layer("block1_pool").output)(IMAGES).numpy()
+    both = encoder(IMAGES).numpy()
+    assert both.shape == (16, 16) and model(IMAGES).shape == (16, 4)
+    np.testing.assert_allclose(both[:, :8], feature_map.mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(both[:, 8:], feature_map.max(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+    for pooling, reduce in (("avg", np.mean), ("max", np.max)):
+        one = zoo.build_model("simclr_tiny", image_shape=SHAPE, pooling=pooling)
+        one.get_layer("encoder").set_weights(encoder.get_weights())  # the same trunk: only the pooling differs
+        np.testing.assert_allclose(one.get_layer("encoder")(IMAGES), reduce(feature_map, axis=(1, 2)),
+                                   rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="pooling must be one of avg, max, avg_max; got 'sum'"):
+        zoo.build_model("simclr_tiny", image_shape=SHAPE, pooling="sum")
+
+
 def test_each_augmentation_is_a_flag_and_colour_jitter_needs_colour():
     def steps(shape, **flags):
         model = zoo.build_model("simclr_tiny", image_shape=shape, **{**NO_AUGMENTATION, **flags})
@@ -230,6 +247,7 @@ def test_encoder_reloads_frozen_three_ways(simclr_run):
     (dict(crop=1.0), "--crop"),
     (dict(noise=-0.1), "--noise"),
     (dict(model="conv_vae"), "--model"),
+    (dict(pooling="sum"), "--pooling"),
 ])
 def test_config_rules_name_the_flag(change, message):
     with pytest.raises(zoo.ZooError, match=message):

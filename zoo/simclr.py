@@ -8,8 +8,9 @@ augments inside its `train_step`, so the views come from Keras preprocessing
 layers on the accelerator and the tf.data pipeline stays the shared one. Its
 sub-models:
 
-- "encoder": uint8 images -> features (the zoo's CNN trunk + global average
-  pooling), what transfers; the projection head is not part of it;
+- "encoder": uint8 images -> features (the zoo's CNN trunk, globally pooled:
+  by default each channel's average, as the CNN family's encoder), what
+  transfers; the projection head is not part of it;
 - "projector": features -> projections (Dense-BatchNorm-ReLU-Dense), where the loss lives;
 - "augment": float images in [0, 1] -> a random view (`SimCLR.augment` applies
   it to uint8 images).
@@ -36,6 +37,7 @@ from zoo.registry import register
 from zoo.training import replica_share
 
 FAMILY = "simclr"
+POOLINGS = ("avg", "max", "avg_max")  # how the trunk's last feature map becomes the features
 _MASKED = -1e9  # logit of a view against itself: excluded from the softmax
 
 
@@ -198,19 +200,33 @@ def augmenter(image_shape, crop=0.0, translate=0.0, rotate=0.0, noise=0.0, contr
     return keras.Sequential(steps, name="augment")
 
 
+def global_pool(x, pooling):
+    """The trunk's feature map -> a feature vector: per channel its average, its maximum, or both."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
+    if pooling == "avg":
+        return layers.GlobalAveragePooling2D(name="pool")(x)
+    if pooling == "max":
+        return layers.GlobalMaxPooling2D(name="pool")(x)
+    return layers.Concatenate(name="pool")(
+        [layers.GlobalAveragePooling2D(name="avg_pool")(x), layers.GlobalMaxPooling2D(name="max_pool")(x)])
+
+
 @register("simclr", family=FAMILY)
 @register("simclr_tiny", family=FAMILY, tiny=True, filters=(4, 8), convs_per_block=1, projection_units=8,
           projection_dim=4)
-def simclr(image_shape=(28, 28, 1), filters=(32, 64, 128), convs_per_block=1, batch_norm=True,
+def simclr(image_shape=(28, 28, 1), filters=(32, 64, 128), convs_per_block=1, batch_norm=True, pooling="avg",
            projection_units=256, projection_dim=64, temperature=0.5, crop=0.3, translate=0.1, rotate=0.05,
            noise=0.05, contrast=0.3, color_jitter=0.5):
-    """A SimCLR model whose encoder is the zoo's CNN trunk plus global average pooling.
+    """A SimCLR model whose encoder is the zoo's CNN trunk, globally pooled.
 
     Args:
       image_shape: (height, width, channels) of the uint8 input images.
       filters: filters of each trunk block.
       convs_per_block: convolutions per trunk block.
       batch_norm: batch normalisation after each convolution.
+      pooling: "avg", "max" or "avg_max" (both, concatenated: twice the last
+        block's filters as features).
       projection_units: width of the projection head's hidden layer.
       projection_dim: size of the projections the loss compares.
       temperature: the NT-Xent softmax temperature.
@@ -224,9 +240,9 @@ def simclr(image_shape=(28, 28, 1), filters=(32, 64, 128), convs_per_block=1, ba
     filters = tuple(int(f) for f in filters)
     inputs, x = image_input(image_shape)
     x, _ = apply_conv_trunk(x, filters, convs_per_block=convs_per_block, batch_norm=batch_norm)
-    encoder = keras.Model(inputs, layers.GlobalAveragePooling2D(name="pool")(x), name="encoder")
+    encoder = keras.Model(inputs, global_pool(x, pooling), name="encoder")
 
-    features = keras.Input((filters[-1],), name="features")
+    features = keras.Input(encoder.output.shape[1:], name="features")
     h = layers.Dense(projection_units, use_bias=not batch_norm, name="proj_dense0")(features)
     if batch_norm:
         h = layers.BatchNormalization(name="proj_bn0")(h)

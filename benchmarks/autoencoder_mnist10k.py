@@ -19,8 +19,7 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import zoo  # noqa: E402
-from protocol import interleaved_rates, print_table, protocol_config, reference_cnn, seeded_build  # noqa: E402
+from protocol import interleaved_rates, print_table, protocol_config, recipe_model, reference_cnn  # noqa: E402
 from recipes import autoencoder  # noqa: E402
 from recipes.config import define_flags  # noqa: E402
 from recipes.data import load_data  # noqa: E402
@@ -33,14 +32,7 @@ def throughput(config):
     images, _ = data.train_arrays()
     targets = images.astype("float32") / 255.0
     recipe = autoencoder.RECIPE
-    model_config = recipe.model_config(config, data.image_shape, data.num_classes)
-
-    def build():
-        model = zoo.build_model(config.model, **model_config)
-        recipe.compile(model, config)
-        return model
-
-    ours, plain = seeded_build(build, config.seed), seeded_build(build, config.seed)
+    ours, plain = recipe_model(recipe, config, data), recipe_model(recipe, config, data)
     pipeline = data.pretrain_dataset(recipe.pretrain_example(config), config.batch_size, config.seed)
     rate = interleaved_rates({
         "recipe": lambda: ours.fit(pipeline, epochs=1, verbose=0, shuffle=False),

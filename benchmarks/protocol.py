@@ -72,3 +72,15 @@ def interleaved_rates(fits, images_per_epoch, repeats=4):
 def seeded_build(build, seed):
     keras.utils.set_random_seed(seed)
     return build()
+
+
+def recipe_model(recipe, config, data):
+    """The recipe's pretraining model for `config`, built under the seed and compiled as the recipe compiles it."""
+    model_config = recipe.model_config(config, data.image_shape, data.num_classes)
+
+    def build():
+        model = zoo.build_model(config.model, **model_config)
+        recipe.compile(model, config)
+        return model
+
+    return seeded_build(build, config.seed)

@@ -29,7 +29,8 @@ from keras import ops
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import zoo  # noqa: E402
-from protocol import interleaved_rates, print_table, protocol_config, reference_cnn, seeded_build  # noqa: E402
+from protocol import (interleaved_rates, print_table, protocol_config, recipe_model, reference_cnn,  # noqa: E402
+                      seeded_build)
 from recipes import simclr  # noqa: E402
 from recipes.config import define_flags  # noqa: E402
 from recipes.data import load_data  # noqa: E402
@@ -80,20 +81,15 @@ def throughput(config):
     images, _ = data.train_arrays()
     floats = images.astype("float32") / 255.0
     recipe = simclr.RECIPE
-    model_config = recipe.model_config(config, data.image_shape, data.num_classes)
-
-    def build():
-        model = zoo.build_model(config.model, **model_config)
-        recipe.compile(model, config)
-        return model
 
     def build_plain():
+        model_config = recipe.model_config(config, data.image_shape, data.num_classes)
         parts = zoo.build_model(config.model, **model_config)  # the same layers, keras-io's training step
         model = KerasIoSimCLR(parts.augmenter, parts.encoder, parts.projector, config.temperature)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
         return model
 
-    ours, plain = seeded_build(build, config.seed), seeded_build(build_plain, config.seed)
+    ours, plain = recipe_model(recipe, config, data), seeded_build(build_plain, config.seed)
     pipeline = data.pretrain_dataset(recipe.pretrain_example(config), config.batch_size, config.seed)
     rate = interleaved_rates({
         "recipe": lambda: ours.fit(pipeline, epochs=1, verbose=0, shuffle=False),

@@ -23,8 +23,8 @@ from keras import layers, ops
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import zoo  # noqa: E402
-from protocol import interleaved_rates, print_table, protocol_config, reference_cnn, seeded_build  # noqa: E402
+from protocol import (interleaved_rates, print_table, protocol_config, recipe_model, reference_cnn,  # noqa: E402
+                      seeded_build)
 from recipes import vae  # noqa: E402
 from recipes.config import define_flags  # noqa: E402
 from recipes.data import load_data  # noqa: E402
@@ -107,14 +107,7 @@ def throughput(config):
     images, _ = data.train_arrays()
     floats = images.astype("float32") / 255.0
     recipe = vae.RECIPE
-    model_config = recipe.model_config(config, data.image_shape, data.num_classes)
-
-    def build():
-        model = zoo.build_model(config.model, **model_config)
-        recipe.compile(model, config)
-        return model
-
-    ours = seeded_build(build, config.seed)
+    ours = recipe_model(recipe, config, data)
     plain = seeded_build(lambda: keras_io_vae(config, data.image_shape), config.seed)
     pipeline = data.pretrain_dataset(recipe.pretrain_example(config), config.batch_size, config.seed)
     rate = interleaved_rates({

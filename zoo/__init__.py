@@ -1,9 +1,9 @@
 """A Keras model zoo for pretraining on one dataset and transferring to another.
 
-    import zoo
-    zoo.list_models()
-    model = zoo.build_model("conv_autoencoder", image_shape=(28, 28, 1))
-    encoder = zoo.load_encoder("runs/ae")        # what a recipe exported, frozen
+import zoo
+zoo.list_models()
+model = zoo.build_model("conv_autoencoder", image_shape=(28, 28, 1))
+encoder = zoo.load_encoder("runs/ae")        # what a recipe exported, frozen
 """
 
 from zoo import autoencoder, cnn, dcgan, simclr, vae  # noqa: F401  (importing a family registers its models)

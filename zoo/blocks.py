@@ -19,9 +19,7 @@ def image_input(image_shape, name="image"):
 
 def apply_conv_block(x, filters, *, strides=1, batch_norm=True, name):
     """Conv 3x3 -> (BatchNorm) -> ReLU, all layers named after `name`."""
-    x = layers.Conv2D(
-        filters, 3, strides=strides, padding="same", use_bias=not batch_norm, name=f"{name}_conv"
-    )(x)
+    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=not batch_norm, name=f"{name}_conv")(x)
     if batch_norm:
         x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)

@@ -49,6 +49,4 @@ def cnn_classifier(
     x, _ = apply_conv_trunk(x, filters, convs_per_block=convs_per_block, batch_norm=batch_norm, dropout=dropout)
     features = layers.GlobalAveragePooling2D(name="pool")(x)
     encoder = keras.Model(inputs, features, name="encoder")
-    return classifier_on(
-        encoder, num_classes, hidden_units=tuple(dense_units), dropout=dropout, name="cnn_classifier"
-    )
+    return classifier_on(encoder, num_classes, hidden_units=tuple(dense_units), dropout=dropout, name="cnn_classifier")

@@ -73,8 +73,9 @@ class DCGAN(keras.Model):
 
     def compile(self, learning_rate=2e-4, beta_1=0.5, jit_compile=False, **kwargs):
         """Two Adam optimizers (the paper's lr 2e-4, beta_1 0.5); `optimizer` is the generator's."""
-        super().compile(optimizer=keras.optimizers.Adam(learning_rate, beta_1=beta_1), jit_compile=jit_compile,
-                        **kwargs)
+        super().compile(
+            optimizer=keras.optimizers.Adam(learning_rate, beta_1=beta_1), jit_compile=jit_compile, **kwargs
+        )
         d_optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta_1)
         if self.dtype_policy.name == "mixed_float16":  # what compile does for `optimizer`
             d_optimizer = keras.optimizers.LossScaleOptimizer(d_optimizer)
@@ -118,10 +119,12 @@ class DCGAN(keras.Model):
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         real = _to_pixels(images)
         for _ in range(self.d_steps):
-            d_loss, (d_real, d_fake) = self._step(self.d_optimizer, lambda: self._d_loss(real, True),
-                                                  self.discriminator.trainable_weights)
-        g_loss, _ = self._step(self.optimizer, lambda: self._g_loss(ops.shape(real)[0], True),
-                               self.generator.trainable_weights)
+            d_loss, (d_real, d_fake) = self._step(
+                self.d_optimizer, lambda: self._d_loss(real, True), self.discriminator.trainable_weights
+            )
+        g_loss, _ = self._step(
+            self.optimizer, lambda: self._g_loss(ops.shape(real)[0], True), self.generator.trainable_weights
+        )
         return self._track(d_loss, g_loss, d_real, d_fake)
 
     def test_step(self, data):
@@ -182,7 +185,7 @@ def _generator(latent_dim, image_shape, widths, batch_norm):
     """Dense -> reshape -> one stride-2 transposed convolution per width -> tanh, cropped to the image."""
     h, w, channels = image_shape
     ups = len(widths)
-    start = (math.ceil(h / 2 ** ups), math.ceil(w / 2 ** ups))
+    start = (math.ceil(h / 2**ups), math.ceil(w / 2**ups))
     latent = keras.Input(shape=(latent_dim,), name="latent")
     x = layers.Dense(start[0] * start[1] * widths[0], use_bias=not batch_norm, name="gen_dense")(latent)
     if batch_norm:
@@ -219,8 +222,15 @@ def _discriminator(image_shape, widths, batch_norm):
 
 @register("dcgan", family=FAMILY)
 @register("dcgan_tiny", family=FAMILY, tiny=True, latent_dim=8, generator_widths=(8, 4), discriminator_widths=(4, 8))
-def dcgan(image_shape=(28, 28, 1), latent_dim=100, generator_widths=(128, 64), discriminator_widths=(64, 128),
-          batch_norm=True, label_smoothing=0.0, d_steps=1):
+def dcgan(
+    image_shape=(28, 28, 1),
+    latent_dim=100,
+    generator_widths=(128, 64),
+    discriminator_widths=(64, 128),
+    batch_norm=True,
+    label_smoothing=0.0,
+    d_steps=1,
+):
     """A DCGAN sized from the image shape.
 
     Args:
@@ -236,6 +246,10 @@ def dcgan(image_shape=(28, 28, 1), latent_dim=100, generator_widths=(128, 64), d
     image_shape = tuple(image_shape)
     generator_widths = tuple(int(f) for f in generator_widths)
     discriminator_widths = tuple(int(f) for f in discriminator_widths)
-    return DCGAN(_generator(latent_dim, image_shape, generator_widths, batch_norm),
-                 _discriminator(image_shape, discriminator_widths, batch_norm),
-                 label_smoothing=label_smoothing, d_steps=d_steps, name="dcgan")
+    return DCGAN(
+        _generator(latent_dim, image_shape, generator_widths, batch_norm),
+        _discriminator(image_shape, discriminator_widths, batch_norm),
+        label_smoothing=label_smoothing,
+        d_steps=d_steps,
+        name="dcgan",
+    )

@@ -16,7 +16,10 @@ Example:
 import dataclasses
 import difflib
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
+
+import keras
 
 from zoo.errors import ZooError
 
@@ -40,9 +43,7 @@ class ModelEntry:
                 f"model '{self.name}' has no hyperparameter {', '.join(map(repr, unknown))}; "
                 f"it takes: {', '.join(params)}"
             )
-        config = {
-            k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty
-        }
+        config = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
         config.update(self.defaults)
         config.update(overrides)
         return config
@@ -70,9 +71,7 @@ def register(name: str, *, family: str, tiny: bool = False, **defaults):
 def list_models(family: str | None = None, include_tiny: bool = False) -> list[str]:
     """Names of the registered models, sorted; optionally of one family only."""
     return sorted(
-        e.name
-        for e in _REGISTRY.values()
-        if (family is None or e.family == family) and (include_tiny or not e.tiny)
+        e.name for e in _REGISTRY.values() if (family is None or e.family == family) and (include_tiny or not e.tiny)
     )
 
 
@@ -92,7 +91,7 @@ def get_entry(name: str) -> ModelEntry:
         raise ZooError(f"unknown model '{name}'.{hint} Registered models: {', '.join(valid)}") from None
 
 
-def build_model(name: str, **kwargs):
+def build_model(name: str, **kwargs) -> keras.Model:
     """Build the registered model `name` with hyperparameters `kwargs`.
 
     Args:

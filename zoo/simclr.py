@@ -79,7 +79,7 @@ def _gather_global(z1, z2):
         return z1, z2, 0
     g1, g2 = context.all_gather([z1, z2], axis=0)  # differentiable: gradients reach every replica's views
     sizes = context.all_gather(tf.shape(z1)[:1], axis=0)
-    return g1, g2, ops.sum(sizes[:context.replica_id_in_sync_group])
+    return g1, g2, ops.sum(sizes[: context.replica_id_in_sync_group])
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -189,10 +189,16 @@ def augmenter(image_shape, crop=0.0, translate=0.0, rotate=0.0, noise=0.0, contr
     if contrast:
         steps.append(layers.RandomContrast(contrast, value_range=(0, 1), name="contrast"))
     if color_jitter and image_shape[-1] == 3:
-        steps.append(layers.RandomColorJitter(
-            value_range=(0, 1), brightness_factor=0.8 * color_jitter, contrast_factor=0.8 * color_jitter,
-            saturation_factor=(0.5 - 0.4 * color_jitter, 0.5 + 0.4 * color_jitter), hue_factor=0.2 * color_jitter,
-            name="color_jitter"))
+        steps.append(
+            layers.RandomColorJitter(
+                value_range=(0, 1),
+                brightness_factor=0.8 * color_jitter,
+                contrast_factor=0.8 * color_jitter,
+                saturation_factor=(0.5 - 0.4 * color_jitter, 0.5 + 0.4 * color_jitter),
+                hue_factor=0.2 * color_jitter,
+                name="color_jitter",
+            )
+        )
     if noise:
         steps.append(layers.GaussianNoise(noise, name="noise"))
     if len(steps) == 1:
@@ -209,15 +215,30 @@ def global_pool(x, pooling):
     if pooling == "max":
         return layers.GlobalMaxPooling2D(name="pool")(x)
     return layers.Concatenate(name="pool")(
-        [layers.GlobalAveragePooling2D(name="avg_pool")(x), layers.GlobalMaxPooling2D(name="max_pool")(x)])
+        [layers.GlobalAveragePooling2D(name="avg_pool")(x), layers.GlobalMaxPooling2D(name="max_pool")(x)]
+    )
 
 
 @register("simclr", family=FAMILY)
-@register("simclr_tiny", family=FAMILY, tiny=True, filters=(4, 8), convs_per_block=1, projection_units=8,
-          projection_dim=4)
-def simclr(image_shape=(28, 28, 1), filters=(32, 64, 128), convs_per_block=1, batch_norm=True, pooling="avg",
-           projection_units=256, projection_dim=64, temperature=0.5, crop=0.3, translate=0.1, rotate=0.05,
-           noise=0.05, contrast=0.3, color_jitter=0.5):
+@register(
+    "simclr_tiny", family=FAMILY, tiny=True, filters=(4, 8), convs_per_block=1, projection_units=8, projection_dim=4
+)
+def simclr(
+    image_shape=(28, 28, 1),
+    filters=(32, 64, 128),
+    convs_per_block=1,
+    batch_norm=True,
+    pooling="avg",
+    projection_units=256,
+    projection_dim=64,
+    temperature=0.5,
+    crop=0.3,
+    translate=0.1,
+    rotate=0.05,
+    noise=0.05,
+    contrast=0.3,
+    color_jitter=0.5,
+):
     """A SimCLR model whose encoder is the zoo's CNN trunk, globally pooled.
 
     Args:
@@ -250,6 +271,13 @@ def simclr(image_shape=(28, 28, 1), filters=(32, 64, 128), convs_per_block=1, ba
     z = float32_output(layers.Dense(projection_dim, name="proj_dense1")(h), name="projection")
     projector = keras.Model(features, z, name="projector")
 
-    augment = augmenter(image_shape, crop=crop, translate=translate, rotate=rotate, noise=noise,
-                        contrast=contrast, color_jitter=color_jitter)
+    augment = augmenter(
+        image_shape,
+        crop=crop,
+        translate=translate,
+        rotate=rotate,
+        noise=noise,
+        contrast=contrast,
+        color_jitter=color_jitter,
+    )
     return SimCLR(encoder, projector, augment, temperature=temperature, name="simclr")

@@ -77,8 +77,9 @@ class VAE(keras.Model):
         self.sampling = Sampling(name="sampling")
         self.beta = float(beta)
         self.likelihood = likelihood
-        self.log_scale = self.add_weight(shape=(), initializer="zeros", name="log_scale",
-                                         trainable=likelihood == "gaussian")
+        self.log_scale = self.add_weight(
+            shape=(), initializer="zeros", name="log_scale", trainable=likelihood == "gaussian"
+        )
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
         self.kl_tracker = keras.metrics.Mean(name="kl")
@@ -205,8 +206,15 @@ def dense_vae(image_shape=(28, 28, 1), hidden_sizes=(512, 256), latent_dim=16, b
 
 @register("conv_vae", family=FAMILY)
 @register("conv_vae_tiny", family=FAMILY, tiny=True, filters=(4, 8), convs_per_block=1, latent_dim=2)
-def conv_vae(image_shape=(28, 28, 1), filters=(32, 64), convs_per_block=2, latent_dim=16, batch_norm=True,
-             beta=1.0, likelihood="bernoulli"):
+def conv_vae(
+    image_shape=(28, 28, 1),
+    filters=(32, 64),
+    convs_per_block=2,
+    latent_dim=16,
+    batch_norm=True,
+    beta=1.0,
+    likelihood="bernoulli",
+):
     """A convolutional VAE whose encoder is the zoo's CNN trunk (as in `conv_autoencoder`).
 
     Args:
@@ -224,7 +232,7 @@ def conv_vae(image_shape=(28, 28, 1), filters=(32, 64), convs_per_block=2, laten
     x, pooled = apply_conv_trunk(x, filters, convs_per_block=convs_per_block, batch_norm=batch_norm)
     trunk_shape = (x.shape[1], x.shape[2])
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    decoder = conv_decoder(latent_dim, trunk_shape, filters, pooled, image_shape, batch_norm=batch_norm,
-                           activation=None)
+    decoder = conv_decoder(
+        latent_dim, trunk_shape, filters, pooled, image_shape, batch_norm=batch_norm, activation=None
+    )
     return VAE(_posterior(inputs, x, latent_dim), decoder, beta=beta, likelihood=likelihood, name="conv_vae")
-

@@ -1,7 +1,7 @@
 """Autoencoder recipe: learn to reconstruct images, transfer the encoder.
 
     python -m recipes.autoencoder --model_dir=runs/autoencoder
-    python -m recipes.autoencoder --dataset=mnist_idx --manual_dir=../shared/data/mnist-10k \\
+    python -m recipes.autoencoder --dataset=mnist_idx --manual_dir=mnist-files \\
         --train_split='test[:8000]' --eval_split='test[8000:]' --model_dir=runs/ae-mnist10k
 
 From Python or a notebook, without flags:
@@ -17,24 +17,30 @@ import tensorflow as tf
 
 import zoo
 from recipes import figures, flow
-from recipes.config import RecipeConfig, new_default, option
+from recipes.config import RecipeConfig, hyperparameter, new_default, option
 
 
 @dataclasses.dataclass
 class Config(RecipeConfig):
     model_dir: str = new_default("model_dir", "runs/autoencoder")
     epochs: int = new_default("epochs", 20)
-    model: str = option("conv_autoencoder", "Which autoencoder to build.",
-                        choices=tuple(zoo.list_models(family="autoencoder", include_tiny=True)))
-    latent_dim: int = option(64, "Size of the code, the encoder's output.", minimum=1)
-    hidden_sizes: tuple = option((256,), "Dense models: hidden widths between pixels and code "
-                                 "(empty for 784->32; 128,64,32,16 with --latent_dim=8 for the deep one).",
-                                 minimum=1)
-    filters: tuple = option((32, 64), "Conv models: filters per encoder block.", minimum=1, nonempty=True)
-    convs_per_block: int = option(2, "Conv models: convolutions per encoder block.", minimum=1)
-    dropout: float = option(0.0, "Conv models: spatial dropout after each encoder block.", minimum=0, below=1)
-    masking_noise: float = option(0.0, "Denoising: fraction of input pixels zeroed during pretraining.",
-                                  minimum=0, below=1)
+    model: str = option(
+        "conv_autoencoder",
+        "Which autoencoder to build.",
+        choices=tuple(zoo.list_models(family="autoencoder", include_tiny=True)),
+    )
+    latent_dim: int = hyperparameter("Size of the code, the encoder's output.", minimum=1)
+    hidden_sizes: tuple = hyperparameter(
+        "Dense models: hidden widths between pixels and code "
+        "(empty for 784->32; 128,64,32,16 with --latent_dim=8 for the deep one).",
+        minimum=1,
+    )
+    filters: tuple = hyperparameter("Conv models: filters per encoder block.", minimum=1, nonempty=True)
+    convs_per_block: int = hyperparameter("Conv models: convolutions per encoder block.", minimum=1)
+    dropout: float = hyperparameter("Conv models: spatial dropout after each encoder block.", minimum=0, below=1)
+    masking_noise: float = option(
+        0.0, "Denoising: fraction of input pixels zeroed during pretraining.", minimum=0, below=1
+    )
 
 
 class Autoencoder(flow.Recipe):
@@ -43,16 +49,18 @@ class Autoencoder(flow.Recipe):
     Config = Config
     features = "the code (the latent layer the decoder reconstructs from)"
 
-    def compile(self, model, config):
+    smoke = dict(convs_per_block=1)
+
+    def compile(self, run, model):
         model.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate),
+            optimizer=keras.optimizers.Adam(run.config.learning_rate),
             loss="binary_crossentropy",
             metrics=[keras.metrics.MeanSquaredError(name="mse")],
-            jit_compile=config.jit_compile,
+            jit_compile=run.config.jit_compile,
         )
 
-    def pretrain_example(self, config):
-        noise = config.masking_noise
+    def pretrain_example(self, run):
+        noise = run.config.masking_noise
 
         def example(image, label):
             target = tf.cast(image, tf.float32) / 255.0
@@ -63,10 +71,10 @@ class Autoencoder(flow.Recipe):
 
         return example
 
-    def figures(self, model, data, config, fig_dir):
-        images = data.eval_images[:12]
+    def figures(self, run, model):
+        images = run.source.eval_images[:12]
         reconstructions = model.predict(images, verbose=0)
-        figures.image_rows([images, reconstructions], f"{fig_dir}/reconstructions.png", ["eval", "decoded"])
+        figures.image_rows([images, reconstructions], run.fig_dir + "/reconstructions.png", ["eval", "decoded"])
 
 
 RECIPE = Autoencoder()
@@ -78,4 +86,4 @@ def run(config: Config) -> dict:
 
 
 if __name__ == "__main__":
-    flow.cli(RECIPE)
+    flow.cli(run, Config)

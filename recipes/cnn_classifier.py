@@ -25,8 +25,7 @@ import numpy as np
 import zoo
 from recipes import figures, flow
 from recipes.artifact import image_spec
-from recipes.config import RecipeConfig, new_default, option
-from recipes.data import load_data
+from recipes.config import RecipeConfig, hyperparameter, new_default, option
 
 
 def parse_classes(flag, text, num_classes):
@@ -53,16 +52,19 @@ class Config(RecipeConfig):
     model_dir: str = new_default("model_dir", "runs/cnn_classifier")
     epochs: int = new_default("epochs", 15)
     label_budgets: tuple = new_default("label_budgets", (100, 500))
-    model: str = option("cnn_classifier", "Which classifier to build.",
-                        choices=tuple(zoo.list_models(family="cnn_classifier", include_tiny=True)))
-    filters: tuple = option((32, 64), "Filters of each conv block.", minimum=1, nonempty=True)
-    convs_per_block: int = option(2, "Convolutions per block.", minimum=1)
-    dropout: float = option(0.25, "Dropout after each block and in the classifier's head.", minimum=0, below=1)
-    dense_units: tuple = option((128,), "Hidden widths of the classifier's head; the last is the penultimate "
-                                "layer.", minimum=1)
+    model: str = option(
+        "cnn_classifier",
+        "Which classifier to build.",
+        choices=tuple(zoo.list_models(family="cnn_classifier", include_tiny=True)),
+    )
+    filters: tuple = hyperparameter("Filters of each conv block.", minimum=1, nonempty=True)
+    convs_per_block: int = hyperparameter("Convolutions per block.", minimum=1)
+    dropout: float = hyperparameter("Dropout after each block and in the classifier's head.", minimum=0, below=1)
+    dense_units: tuple = hyperparameter(
+        "Hidden widths of the classifier's head; the last is the penultimate layer.", minimum=1
+    )
     source_classes: str = option("0-4", "Dataset labels to pretrain on, e.g. 0-4 (empty: all).")
     target_classes: str = option("5-9", "Labels of the target task, e.g. 5-9 (empty: all).")
-    target_dataset: str = option("", "TFDS dataset of the target task (empty: --dataset); same image shape.")
 
 
 class CnnClassifier(flow.Recipe):
@@ -71,43 +73,37 @@ class CnnClassifier(flow.Recipe):
     Config = Config
     features = "the conv trunk, globally average-pooled (the classifier without its head)"
 
-    def datasets(self, config, data):
-        source_classes = parse_classes("source_classes", config.source_classes, data.num_classes)
-        if config.target_dataset:
-            target_data = load_data(config.replace(dataset=config.target_dataset))
-            if target_data.image_shape != data.image_shape:
-                raise zoo.ZooError(
-                    f"--target_dataset={config.target_dataset} has {target_data.image_shape} images but "
-                    f"--dataset={config.dataset} has {data.image_shape}: the encoder cannot take them; "
-                    "pick datasets with the same image shape")
-        else:
-            target_data = data
-        target_classes = parse_classes("target_classes", config.target_classes, target_data.num_classes)
-        if not config.target_dataset:
+    def datasets(self, run):
+        config = run.config
+        source_classes = parse_classes("source_classes", config.source_classes, run.source.num_classes)
+        target_classes = parse_classes("target_classes", config.target_classes, run.target.num_classes)
+        if run.target is run.source:
             overlap = sorted(set(source_classes) & set(target_classes))
             if overlap:
                 raise zoo.ZooError(
                     f"--source_classes={config.source_classes} and --target_classes={config.target_classes} "
-                    f"share class {overlap[0]}: on one dataset the target task must be new classes")
-        return data.restrict(source_classes), target_data.restrict(target_classes)
+                    f"share class {overlap[0]}: on one dataset the target task must be new classes"
+                )
+        return run.source.restrict(source_classes), run.target.restrict(target_classes)
 
-    def compile(self, model, config):
+    def compile(self, run, model):
         model.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate),
+            optimizer=keras.optimizers.Adam(run.config.learning_rate),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            jit_compile=config.jit_compile,
+            jit_compile=run.config.jit_compile,
         )
 
-    def endpoints(self, model, data):
+    def endpoints(self, run, model):
         features = keras.Model(model.input, model.get_layer("head_logits").input, name="penultimate")
-        spec = [image_spec(data.image_shape)]
+        spec = [image_spec(run.source.image_shape)]
         return {
             "serve": (lambda images: model(images, training=False), spec),
             "features": (lambda images: features(images, training=False), spec),
         }
 
-    def figures(self, model, data, config, fig_dir):
+    def figures(self, run, model):
+        data, fig_dir = run.source, run.fig_dir
         logits = model.predict(data.eval_images, batch_size=512, verbose=0)
         predicted = np.argmax(logits, axis=-1)
         figures.confusion_matrix(data.eval_labels, predicted, data.class_names, f"{fig_dir}/confusion.png")
@@ -128,4 +124,4 @@ def run(config: Config) -> dict:
 
 
 if __name__ == "__main__":
-    flow.cli(RECIPE)
+    flow.cli(run, Config)

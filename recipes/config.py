@@ -4,6 +4,12 @@ A recipe's work is a function of a plain config, so notebooks and other Python
 code call it directly; `define_flags` turns the same dataclass into absl flags
 for the command line, and `to_flagfile` writes the run back as a flagfile that
 replays it.
+
+A model hyperparameter field (`hyperparameter(...)`) defaults to None, which
+means "not given": the registered model's own value applies, so
+`--model=conv_autoencoder_tiny` builds tiny and `--filters=32,64` builds 32-64
+filters whatever the model's defaults are (as timm's `create_model` drops
+keyword arguments that are None).
 """
 
 import dataclasses
@@ -12,6 +18,8 @@ import typing
 from zoo.errors import ZooError
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+ADAPTS = ("auto", "none")
 
 
 def option(default, help, *, choices=None, minimum=None, below=None, positive=False, nonempty=False):
@@ -28,56 +36,115 @@ def option(default, help, *, choices=None, minimum=None, below=None, positive=Fa
     return dataclasses.field(default=default, metadata={"help": help, **checks})
 
 
-@dataclasses.dataclass
-class RecipeConfig:
-    """The settings every recipe shares (DESIGN.md's recipe flags)."""
+def hyperparameter(help, **rules):
+    """A config field for a builder hyperparameter: None (not given) means the model's own value."""
+    field = option(None, help, **rules)
+    field.metadata = {**field.metadata, "hyperparameter": True}
+    return field
 
-    dataset: str = option("uci_digits", "TFDS image dataset with 'image' and 'label' features; "
-                          "the default ships with scikit-learn and needs no network.", nonempty=True)
+
+@dataclasses.dataclass
+class TransferConfig:
+    """What the transfer table needs: data, downstream classifiers, output (`--helpfull` lists them)."""
+
+    dataset: str = option(
+        "uci_digits",
+        "TFDS image dataset with 'image' and 'label' features; "
+        "the default ships with scikit-learn and needs no network. image_folder reads "
+        "--manual_dir/<split>/<class>/*.png|jpg.",
+        nonempty=True,
+    )
     data_dir: str = option("", "TFDS data directory (default: TFDS's own, ~/tensorflow_datasets).")
-    manual_dir: str = option("", "Directory of locally placed source files, for datasets that read "
-                             "them (mnist_idx: MNIST-format IDX files).")
-    train_split: str = option("train", "Split to pretrain on and draw labelled examples from "
-                              "(TFDS slicing syntax, e.g. 'test[:80%]').", nonempty=True)
+    manual_dir: str = option(
+        "",
+        "Directory of locally placed source files, for datasets that read "
+        "them (mnist_idx: MNIST-format IDX files; image_folder: the image folder).",
+    )
+    image_size: tuple = option(
+        (),
+        "image_folder: height,width every image is resized to (empty: the "
+        "encoder's for recipes.transfer, else the first image's).",
+        minimum=1,
+    )
+    train_split: str = option(
+        "train",
+        "Split to pretrain on and draw labelled examples from (TFDS slicing syntax, e.g. 'test[:80%]').",
+        nonempty=True,
+    )
     eval_split: str = option("test", "Split to evaluate on (TFDS slicing syntax).", nonempty=True)
     model_dir: str = option("runs/default", "Where the artifact is written.", nonempty=True)
-    overwrite: bool = option(False, "Replace an existing --model_dir.")
-    epochs: int = option(10, "Pretraining epochs.", minimum=0)
-    batch_size: int = option(128, "Pretraining batch size (global, across replicas).", minimum=1)
-    learning_rate: float = option(1e-3, "Adam learning rate for pretraining.", positive=True)
+    overwrite: bool = option(False, "Replace an existing --model_dir (a finished artifact or an empty directory).")
     seed: int = option(0, "Random seed for initialisation, shuffling and the labelled draws.")
-    label_budgets: tuple = option((100, 1000), "Comma list of labelled-example counts for the transfer table.",
-                                  minimum=1, nonempty=True)
-    transfer_repeats: int = option(1, "Seeds per label budget (seed, seed+1, ...); the table reports mean and std.",
-                                   minimum=1)
-    transfer_steps: int = option(300, "Optimizer steps for the frozen head and again for fine-tuning; "
-                                 "the scratch classifier gets both together.", minimum=1)
+    label_budgets: tuple = option(
+        (100, 1000), "Comma list of labelled-example counts for the transfer table.", minimum=1, nonempty=True
+    )
+    transfer_repeats: int = option(
+        1, "Seeds per label budget (seed, seed+1, ...); the table reports mean and std.", minimum=1
+    )
+    transfer_steps: int = option(
+        300,
+        "Optimizer steps for the frozen head and again for fine-tuning; the scratch classifier gets both together.",
+        minimum=1,
+    )
     transfer_batch_size: int = option(32, "Batch size of the downstream classifiers.", minimum=1)
-    transfer_learning_rate: float = option(3e-3, "Adam learning rate of the downstream classifiers.",
-                                           positive=True)
-    probe_learning_rate: float = option(3e-3, "Adam learning rate of the frozen classifier's head: a linear "
-                                        "model on fixed features, which may take a larger rate.", positive=True)
-    finetune_lr_factor: float = option(0.1, "Fine-tuning learning rate as a fraction of --transfer_learning_rate.",
-                                       positive=True)
+    transfer_learning_rate: float = option(3e-3, "Adam learning rate of the downstream classifiers.", positive=True)
+    probe_learning_rate: float = option(
+        3e-3,
+        "Adam learning rate of the frozen classifier's head: a linear "
+        "model on fixed features, which may take a larger rate.",
+        positive=True,
+    )
+    finetune_lr_factor: float = option(
+        0.1, "Fine-tuning learning rate as a fraction of --transfer_learning_rate.", positive=True
+    )
     head_units: tuple = option((), "Hidden widths of the downstream head (empty: a linear head).", minimum=1)
     head_dropout: float = option(0.0, "Dropout on the features in the downstream head.", minimum=0, below=1)
     head_norm: bool = option(True, "Standardise the features (BatchNorm without scale/offset) before the head.")
     augment: bool = option(False, "Random translation/rotation/zoom for every downstream classifier alike.")
-    strategy: str = option("default", "tf.distribute strategy: default, mirrored (local devices) or "
-                           "multi_worker (reads TF_CONFIG).", choices=STRATEGIES)
-    mixed_precision: bool = option(False, "Train in mixed_float16 (outputs stay float32).")
+    knn_k: int = option(20, "Neighbours of the k-NN column (temperature-weighted cosine votes).", minimum=1)
+    reference: bool = option(
+        True,
+        "Also train the reference CNN from scratch on each draw (the column that says "
+        "whether pretraining beats doing without it).",
+    )
+    reference_model: str = option(
+        "cnn_classifier",
+        "The reference column's network (a cnn_classifier model).",
+        choices=("cnn_classifier", "cnn_classifier_tiny"),
+    )
+    adapt: str = option(
+        "auto",
+        "Target images of another shape than the encoder's: auto adapts them inside "
+        "the classifier (resize; grey <-> colour), none refuses.",
+        choices=ADAPTS,
+    )
+    strategy: str = option(
+        "default",
+        "tf.distribute strategy: default, mirrored (local devices) or multi_worker (reads TF_CONFIG).",
+        choices=STRATEGIES,
+    )
+    precision: str = option(
+        "auto",
+        "Compute precision: auto (mixed_bfloat16 where the device computes "
+        "bfloat16 natively: GPUs of compute capability 8.0+, CPUs with AMX or AVX512-BF16; "
+        "float32 elsewhere), float32, mixed_bfloat16 or mixed_float16. Losses, BatchNorm "
+        "statistics and the exported outputs stay float32.",
+        choices=PRECISIONS,
+    )
     jit_compile: bool = option(False, "Compile training steps with XLA.")
 
     def __post_init__(self):
         # Lists (from JSON, papermill or manifest.json's "flags") stand for the tuple fields.
         for f in dataclasses.fields(self):
-            if isinstance(f.default, tuple) and isinstance(getattr(self, f.name), list):
+            if f.type in (tuple, "tuple") and isinstance(getattr(self, f.name), list):
                 setattr(self, f.name, tuple(getattr(self, f.name)))
 
     def validate(self):
         """Raise ZooError naming the first bad value; called before any work."""
         for f in dataclasses.fields(self):
             value, rule = getattr(self, f.name), f.metadata
+            if value is None and rule.get("hyperparameter"):
+                continue  # not given: the model's own value
             values = value if isinstance(value, tuple) else (value,)
             why = None
             if rule.get("nonempty") and not (value.strip() if isinstance(value, str) else value):
@@ -98,9 +165,29 @@ class RecipeConfig:
         return dataclasses.replace(self, **changes)
 
 
+@dataclasses.dataclass
+class RecipeConfig(TransferConfig):
+    """The settings every pretraining recipe shares (`--helpfull` lists them with their help)."""
+
+    epochs: int = option(10, "Pretraining epochs.", minimum=0)
+    batch_size: int = option(128, "Pretraining batch size (global, across replicas and workers).", minimum=1)
+    learning_rate: float = option(1e-3, "Adam learning rate for pretraining.", positive=True)
+    target_dataset: str = option("", "TFDS dataset the transfer table uses (empty: --dataset).")
+    target_manual_dir: str = option("", "--manual_dir of the target dataset (empty: --manual_dir).")
+    target_data_dir: str = option("", "--data_dir of the target dataset (empty: --data_dir).")
+    target_train_split: str = option("", "Split of the target dataset to draw labels from (empty: --train_split).")
+    target_eval_split: str = option("", "Split of the target dataset to evaluate on (empty: --eval_split).")
+
+    def target(self):
+        """The config of the data the transfer table uses, or None when it is the pretraining data."""
+        fields = ("dataset", "manual_dir", "data_dir", "train_split", "eval_split")
+        given = {f: getattr(self, f"target_{f}") for f in fields if getattr(self, f"target_{f}")}
+        return dataclasses.replace(self, **given) if given else None
+
+
 def new_default(name, value):
     """The shared field `name` with another default for one recipe, keeping its help and rules."""
-    base = {f.name: f for f in dataclasses.fields(RecipeConfig)}[name]
+    base = {f.name: f for f in dataclasses.fields(RecipeConfig)}[name]  # TransferConfig's fields too
     return dataclasses.field(default=value, metadata=base.metadata)
 
 
@@ -126,19 +213,33 @@ def define_flags(config_cls, flag_values=None):
         if f.name in fv:
             continue  # already defined in this process (a second recipe import)
         help_text, choices = f.metadata.get("help", f.name), f.metadata.get("choices")
+        if f.metadata.get("hyperparameter"):
+            help_text += f" (default: the model's own{_model_default(config_cls, f.name)})"
         kind = typing.get_type_hints(config_cls)[f.name]
+        default = f.default
         if choices:
-            flags.DEFINE_enum(f.name, f.default, list(choices), help_text, flag_values=fv)
+            flags.DEFINE_enum(f.name, default, list(choices), help_text, flag_values=fv)
         elif kind is bool:
-            flags.DEFINE_boolean(f.name, f.default, help_text, flag_values=fv)
+            flags.DEFINE_boolean(f.name, default, help_text, flag_values=fv)
         elif kind is int:
-            flags.DEFINE_integer(f.name, f.default, help_text, flag_values=fv)
+            flags.DEFINE_integer(f.name, default, help_text, flag_values=fv)
         elif kind is float:
-            flags.DEFINE_float(f.name, f.default, help_text, flag_values=fv)
+            flags.DEFINE_float(f.name, default, help_text, flag_values=fv)
         elif kind is tuple:
-            flags.DEFINE_list(f.name, [str(v) for v in f.default], help_text, flag_values=fv)
+            flags.DEFINE_list(f.name, None if default is None else [str(v) for v in default], help_text, flag_values=fv)
         else:
-            flags.DEFINE_string(f.name, f.default, help_text, flag_values=fv)
+            flags.DEFINE_string(f.name, default, help_text, flag_values=fv)
+
+
+def _model_default(config_cls, name):
+    """', N for <default model>': the value the recipe's default model takes, for --help."""
+    model = getattr(config_cls, "model", None)
+    if not model:
+        return ""
+    import zoo
+
+    value = zoo.get_entry(model).config().get(name)
+    return "" if value is None else f"; {_format(value)} for {model}"
 
 
 def from_flags(config_cls, flag_values=None):
@@ -150,7 +251,9 @@ def from_flags(config_cls, flag_values=None):
     values = {}
     for f in dataclasses.fields(config_cls):
         value = fv[f.name].value
-        values[f.name] = _parse_int_list(f.name, value) if hints[f.name] is tuple else value
+        if hints[f.name] is tuple and value is not None:
+            value = _parse_int_list(f.name, value)
+        values[f.name] = value
     return config_cls(**values)
 
 
@@ -161,9 +264,9 @@ def to_flagfile(config, module):
         "# (or add --overwrite to replace it in place).",
     ]
     for f in dataclasses.fields(config):
-        if f.name == "overwrite":
-            continue  # a permission for one invocation, not a property of the run
         value = getattr(config, f.name)
+        if f.name == "overwrite" or value is None:
+            continue  # a permission for one invocation, not a property of the run; or not given
         if isinstance(value, bool):
             lines.append(f"--{'' if value else 'no'}{f.name}")
         else:

@@ -7,6 +7,7 @@ split and the train labels, and hands out tf.data pipelines.
 
 import dataclasses
 import difflib
+import os
 
 import keras
 import numpy as np
@@ -18,9 +19,60 @@ from zoo.errors import ZooError
 
 AUTOTUNE = tf.data.AUTOTUNE
 CACHE_LIMIT_BYTES = 2 << 30  # decoded train splits up to 2 GiB are cached in memory
+IMAGE_FOLDER = "image_folder"  # TFDS's ImageFolder: <manual_dir>/<split>/<class>/<image>
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def make_builder(name, data_dir="", manual_dir=""):
+def _split_name(split):
+    """'train[:80%]' -> 'train'."""
+    return split.split("[")[0].strip()
+
+
+def check_image_folder(manual_dir, splits, prefix=""):
+    """(channels, (height, width)) of the first image of an image folder, after checking that every
+    split in `splits` has class sub-folders, each with images that all open; a one-line error if not."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not manual_dir:
+        raise ZooError(
+            f"--{prefix}dataset={IMAGE_FOLDER} needs --{prefix}manual_dir=DIR, a folder with "
+            "<split>/<class>/<image> inside (e.g. train/cat/1.png and test/cat/2.png)"
+        )
+    if not os.path.isdir(manual_dir):
+        raise ZooError(f"--{prefix}manual_dir={manual_dir}: no such directory")
+    first = None
+    for split in dict.fromkeys(_split_name(s) for s in splits):
+        root = os.path.join(manual_dir, split)
+        classes = (
+            sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))) if os.path.isdir(root) else []
+        )
+        if not classes:
+            raise ZooError(
+                f"--{prefix}manual_dir={manual_dir}: {split}/ has no class sub-folders; put each "
+                f"class's images in {split}/<class name>/"
+            )
+        for name in classes:
+            images = sorted(f for f in os.listdir(os.path.join(root, name)) if f.lower().endswith(IMAGE_SUFFIXES))
+            if not images:
+                raise ZooError(
+                    f"--{prefix}manual_dir={manual_dir}: class '{name}' of {split}/ has no image "
+                    f"({', '.join(IMAGE_SUFFIXES)}); add images or remove the folder"
+                )
+            for image in images:
+                path = os.path.join(root, name, image)
+                try:
+                    with Image.open(path) as img:
+                        img.load()
+                        first = first or (1 if img.mode in ("L", "1", "I", "I;16") else 3, (img.height, img.width))
+                except (OSError, UnidentifiedImageError) as e:
+                    raise ZooError(
+                        f"--{prefix}manual_dir={manual_dir}: cannot read image '{path}' "
+                        f"({type(e).__name__}); remove or replace it"
+                    ) from None
+    return first
+
+
+def make_builder(name, data_dir="", manual_dir="", prefix=""):
     """The TFDS builder for `name`, with a one-line error for unknown names."""
     data_dir = data_dir or None
     try:
@@ -32,10 +84,12 @@ def make_builder(name, data_dir="", manual_dir=""):
         known = tfds.list_builders(with_community_datasets=False)
         close = difflib.get_close_matches(name, known, n=3)
         hint = f" Did you mean {' or '.join(close)}?" if close else ""
-        raise ZooError(f"--dataset={name}: no such TFDS dataset.{hint} (tfds.list_builders() lists them)") from None
+        raise ZooError(
+            f"--{prefix}dataset={name}: no such TFDS dataset.{hint} (tfds.list_builders() lists them)"
+        ) from None
 
 
-def check_image_dataset(name, info):
+def check_image_dataset(name, info, prefix="", image_size=()):
     """(image_shape, num_classes, class_names) of a dataset, or a one-line error."""
     features = info.features
     try:
@@ -48,12 +102,14 @@ def check_image_dataset(name, info):
         else:
             found = type(features).__name__
         raise ZooError(
-            f"--dataset={name} has features {found}; recipes need an 'image' (Image) and a 'label' "
+            f"--{prefix}dataset={name} has features {found}; recipes need an 'image' (Image) and a 'label' "
             "(ClassLabel) feature: pick an image classification dataset such as mnist or cifar10"
         )
     shape = tuple(image.shape)
+    if image_size and shape[-1] is not None:
+        shape = (*image_size, shape[-1])
     if any(d is None for d in shape):
-        raise ZooError(f"--dataset={name} has images of varying size {shape}; recipes need a fixed image shape")
+        raise ZooError(f"--{prefix}dataset={name} has images of varying size {shape}; recipes need a fixed image shape")
     return shape, label.num_classes, list(label.names)
 
 
@@ -79,17 +135,21 @@ def balanced_sample(labels, n, num_classes, seed, what="--label_budgets"):
 
 def augmenter(seed):
     """Random translation, rotation and zoom: the same for every downstream classifier."""
-    return keras.Sequential([
-        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed),
-        keras.layers.RandomRotation(0.05, fill_mode="constant", seed=seed + 1),
-        keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2),
-    ], name="augment")
+    return keras.Sequential(
+        [
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed),
+            keras.layers.RandomRotation(0.05, fill_mode="constant", seed=seed + 1),
+            keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2),
+        ],
+        name="augment",
+    )
 
 
 def _augment_uint8(aug):
     def apply(images, labels):
         x = aug(tf.cast(images, tf.float32), training=True)
         return tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8), labels
+
     return apply
 
 
@@ -118,6 +178,12 @@ class Data:
     eval_images: np.ndarray
     eval_labels: np.ndarray
     label_map: np.ndarray | None = None  # dataset label -> label here (-1: left out), after `restrict`
+    resize: tuple | None = None  # (height, width) every image is resized to as it is read
+
+    def examples(self, split, **kwargs):
+        """`builder.as_dataset(split)`, images resized to `image_shape` where the dataset's vary."""
+        ds = self.builder.as_dataset(split=split, **kwargs)
+        return ds.map(_resizer(self.resize), num_parallel_calls=AUTOTUNE) if self.resize else ds
 
     @property
     def num_train(self):
@@ -125,9 +191,13 @@ class Data:
 
     def describe(self):
         described = {
-            "name": self.name, "train_split": self.train_split, "eval_split": self.eval_split,
-            "num_train": self.num_train, "num_eval": len(self.eval_labels),
-            "num_classes": self.num_classes, "class_names": self.class_names,
+            "name": self.name,
+            "train_split": self.train_split,
+            "eval_split": self.eval_split,
+            "num_train": self.num_train,
+            "num_eval": len(self.eval_labels),
+            "num_classes": self.num_classes,
+            "class_names": self.class_names,
         }
         if self.label_map is not None:
             described["dataset_labels"] = [int(c) for c in np.flatnonzero(self.label_map >= 0)]
@@ -141,9 +211,13 @@ class Data:
         label_map[list(classes)] = np.arange(len(classes))
         keep = label_map[self.eval_labels] >= 0
         return dataclasses.replace(
-            self, num_classes=len(classes), class_names=[self.class_names[c] for c in classes],
-            train_labels=label_map[self.train_labels], label_map=label_map,
-            eval_images=self.eval_images[keep], eval_labels=label_map[self.eval_labels[keep]],
+            self,
+            num_classes=len(classes),
+            class_names=[self.class_names[c] for c in classes],
+            train_labels=label_map[self.train_labels],
+            label_map=label_map,
+            eval_images=self.eval_images[keep],
+            eval_labels=label_map[self.eval_labels[keep]],
         )
 
     def _relabel(self, ds):
@@ -162,8 +236,9 @@ class Data:
 
     def pretrain_dataset(self, transform, batch_size, seed, drop_remainder=False):
         """train split -> (image, label) -> cache -> shuffle -> transform -> batch -> prefetch."""
-        ds = self.builder.as_dataset(
-            split=self.train_split, shuffle_files=not self.builder.info.disable_shuffling,
+        ds = self.examples(
+            self.train_split,
+            shuffle_files=not self.builder.info.disable_shuffling,
             read_config=tfds.ReadConfig(shuffle_seed=seed),
         )
         ds = self._relabel(ds.map(_image_and_label, num_parallel_calls=AUTOTUNE))
@@ -176,7 +251,7 @@ class Data:
 
     def train_arrays(self):
         """The whole train split as (images, labels) NumPy arrays, for code that wants arrays."""
-        ds = self.builder.as_dataset(split=self.train_split, shuffle_files=False)
+        ds = self.examples(self.train_split, shuffle_files=False)
         return _to_numpy(self._relabel(ds.map(_image_and_label)), f"--train_split={self.train_split}")
 
     def eval_dataset(self, transform, batch_size):
@@ -197,7 +272,7 @@ class Data:
         def index_and_image(i, example):
             return i, example["image"]
 
-        ds = self.builder.as_dataset(split=self.train_split, shuffle_files=False)
+        ds = self.examples(self.train_split, shuffle_files=False)
         ds = ds.enumerate().filter(is_wanted).map(index_and_image)
         index, images = [], []
         for i, image in ds.batch(1024).as_numpy_iterator():
@@ -205,10 +280,15 @@ class Data:
             images.append(image)
         position = {int(i): k for k, i in enumerate(np.concatenate(index))}
         images = np.concatenate(images)
-        return {
-            key: (images[[position[int(i)] for i in idx]], self.train_labels[idx])
-            for key, idx in draws.items()
-        }
+        return {key: (images[[position[int(i)] for i in idx]], self.train_labels[idx]) for key, idx in draws.items()}
+
+
+def _resizer(size):
+    def resize(example):
+        image = tf.image.resize(example["image"], size, antialias=True)
+        return {**example, "image": tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)}
+
+    return resize
 
 
 def _split_info(name, builder, flag, split):
@@ -238,11 +318,20 @@ def _to_numpy(ds, split_flag, batch_size=4096):
     return np.concatenate(parts)
 
 
-def load_data(config, prepare=True):
-    """Resolve, check and prepare `config.dataset`; load eval split and train labels."""
-    builder = make_builder(config.dataset, config.data_dir, config.manual_dir)
-    image_shape, num_classes, class_names = check_image_dataset(config.dataset, builder.info)
-    if prepare:
+def load_data(config, prepare=True, prefix=""):
+    """Resolve, check and prepare `config.dataset`; load eval split and train labels.
+
+    `prefix` is what the flags are called in error messages ("target_" for a recipe's target data).
+    """
+    image_size = tuple(config.image_size)
+    if config.dataset == IMAGE_FOLDER:
+        channels, first_size = check_image_folder(config.manual_dir, (config.train_split, config.eval_split), prefix)
+        image_size = image_size or first_size
+        builder = tfds.folder_dataset.ImageFolder(config.manual_dir, shape=(None, None, channels))
+    else:
+        builder = make_builder(config.dataset, config.data_dir, config.manual_dir, prefix)
+    image_shape, num_classes, class_names = check_image_dataset(config.dataset, builder.info, prefix, image_size)
+    if prepare and config.dataset != IMAGE_FOLDER:  # an image folder is read as it is
         try:
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(manual_dir=config.manual_dir or None)
@@ -252,21 +341,34 @@ def load_data(config, prepare=True):
         except Exception as e:  # TFDS raises many kinds for a missing network or files
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ZooError(
-                f"--dataset={config.dataset}: could not prepare it ({type(e).__name__}: {first}); "
-                "check the network, or point --data_dir at prepared data"
+                f"--{prefix}dataset={config.dataset}: could not prepare it ({type(e).__name__}: {first}); "
+                f"check the network, or point --{prefix}data_dir at prepared data"
             ) from None
     if builder.info.splits:  # empty only for mocked datasets (tfds.testing.mock_data)
         for flag in ("train_split", "eval_split"):
-            _split_info(config.dataset, builder, flag, getattr(config, flag))
+            _split_info(config.dataset, builder, prefix + flag, getattr(config, flag))
 
+    data = Data(
+        name=config.dataset,
+        builder=builder,
+        train_split=config.train_split,
+        eval_split=config.eval_split,
+        image_shape=image_shape,
+        num_classes=num_classes,
+        class_names=class_names,
+        train_labels=np.zeros(0, np.int64),
+        eval_images=np.zeros((0, *image_shape), np.uint8),
+        eval_labels=np.zeros(0, np.int64),
+        resize=image_shape[:2] if config.dataset == IMAGE_FOLDER else None,
+    )
     train = builder.as_dataset(split=config.train_split, decoders={"image": tfds.decode.SkipDecoding()})
-    train_labels = _to_numpy(train.map(_label), f"--train_split={config.train_split}")
-    eval_images, eval_labels = _to_numpy(builder.as_dataset(split=config.eval_split).map(_image_and_label),
-                                         f"--eval_split={config.eval_split}")
-    train_labels, eval_labels = train_labels.astype(np.int64), eval_labels.astype(np.int64)
-    return Data(
-        name=config.dataset, builder=builder,
-        train_split=config.train_split, eval_split=config.eval_split,
-        image_shape=image_shape, num_classes=num_classes, class_names=class_names,
-        train_labels=train_labels, eval_images=eval_images, eval_labels=eval_labels,
+    train_labels = _to_numpy(train.map(_label), f"--{prefix}train_split={config.train_split}")
+    eval_images, eval_labels = _to_numpy(
+        data.examples(config.eval_split).map(_image_and_label), f"--{prefix}eval_split={config.eval_split}"
+    )
+    return dataclasses.replace(
+        data,
+        train_labels=train_labels.astype(np.int64),
+        eval_images=eval_images,
+        eval_labels=eval_labels.astype(np.int64),
     )

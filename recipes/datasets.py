@@ -31,7 +31,7 @@ def read_idx(path):
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ZooError(f"'{path}' is not a uint8 IDX file (bad magic number)")
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):
         raise ZooError(f"'{path}' is truncated: header says {shape}, found {body.size} values")
@@ -100,10 +100,12 @@ class MnistIdx(tfds.core.GeneratorBasedBuilder):
 
     def _info(self):
         return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(28, 28, 1)),
-                "label": tfds.features.ClassLabel(num_classes=10),
-            }),
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(28, 28, 1)),
+                    "label": tfds.features.ClassLabel(num_classes=10),
+                }
+            ),
             supervised_keys=("image", "label"),
             disable_shuffling=True,  # keep file order, so 'test[:8000]' means images 0-7,999
         )
@@ -131,10 +133,12 @@ class UciDigits(tfds.core.GeneratorBasedBuilder):
 
     def _info(self):
         return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(8, 8, 1)),
-                "label": tfds.features.ClassLabel(num_classes=10),
-            }),
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(8, 8, 1)),
+                    "label": tfds.features.ClassLabel(num_classes=10),
+                }
+            ),
             supervised_keys=("image", "label"),
             homepage="https://archive.ics.uci.edu/dataset/80",
             disable_shuffling=True,
@@ -146,7 +150,7 @@ class UciDigits(tfds.core.GeneratorBasedBuilder):
         digits = load_digits()
         images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
         order = np.random.RandomState(0).permutation(len(images))
-        train, test = order[: self.NUM_TRAIN], order[self.NUM_TRAIN:]
+        train, test = order[: self.NUM_TRAIN], order[self.NUM_TRAIN :]
         return {
             "train": self._generate_examples(images[train], digits.target[train]),
             "test": self._generate_examples(images[test], digits.target[test]),

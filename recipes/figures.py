@@ -59,10 +59,10 @@ def interpolation(generate, ends, path, steps=10):
 
 
 def transfer_plot(table, path, title):
-    """Eval accuracy against label budget: frozen, finetune, scratch (mean +- std)."""
+    """Eval accuracy against label budget, one line per column of the table (mean +- std)."""
     fig, ax = _subplots(figsize=(5, 3.5))
     budgets = [row["labels"] for row in table]
-    for kind in ("frozen", "finetune", "scratch"):
+    for kind in [k for k in ("frozen", "finetune", "knn", "scratch", "reference") if k in table[0]]:
         means = [row[kind] for row in table]
         stds = [row.get("std", {}).get(kind, 0.0) for row in table]
         ax.errorbar(budgets, means, yerr=stds, marker="o", capsize=3, label=kind)
@@ -79,10 +79,16 @@ def confusion_matrix(labels, predicted, names, path):
     fig, ax = _subplots(figsize=(0.5 * k + 2, 0.5 * k + 1.5))
     ax.imshow(counts, cmap="Blues")
     for (i, j), n in np.ndenumerate(counts):
-        ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
-                color="white" if n > counts.max() / 2 else "black")
-    ax.set(xticks=range(k), yticks=range(k), xticklabels=names, yticklabels=names,
-           xlabel="predicted", ylabel="true", title=f"eval accuracy {np.trace(counts) / counts.sum():.1%}")
+        ax.text(j, i, str(n), ha="center", va="center", fontsize=7, color="white" if n > counts.max() / 2 else "black")
+    ax.set(
+        xticks=range(k),
+        yticks=range(k),
+        xticklabels=names,
+        yticklabels=names,
+        xlabel="predicted",
+        ylabel="true",
+        title=f"eval accuracy {np.trace(counts) / counts.sum():.1%}",
+    )
     _save(fig, path)
 
 

@@ -1,11 +1,13 @@
-"""The one flow every recipe follows (DESIGN.md):
+"""The one flow every recipe follows (docs/artifact.md):
 
     data -> build (in the strategy's scope) -> pretrain with fit -> export
          -> reload the encoder, frozen -> transfer table -> metrics.json + figures
 
 A family subclasses `Recipe` and overrides what is its own (how to compile,
 what a training example is, which figures and endpoints it adds); everything
-else lives here once.
+else lives here once. Every hook receives the same `Run`: the config, the
+source and target data, the model config, the strategy, the precision and the
+stage the artifact is written to. Recipe objects hold no state of a run.
 """
 
 import contextlib
@@ -16,6 +18,7 @@ import os
 import platform
 import sys
 import time
+from typing import Any
 
 import keras
 import numpy as np
@@ -25,10 +28,10 @@ import zoo
 from recipes import figures
 from recipes.artifact import Stage, check_model_dir, export_saved_model, image_spec, write_json
 from recipes.config import RecipeConfig, as_dict, define_flags, from_flags, to_flagfile
-from recipes.data import load_data
-from recipes.transfer import Downstream, recalibrate_batchnorm, summarise, verdict
+from recipes.data import Data, load_data
+from recipes.downstream import Downstream, recalibrate_batchnorm, summarise, verdict
 from zoo.errors import ZooError
-
+from zoo.heads import adaptation
 
 HISTORY = "logs/history.csv"
 RECALIBRATION_IMAGES = 2048
@@ -42,59 +45,121 @@ def say(message):
     print(message, flush=True)
 
 
+@dataclasses.dataclass
+class Run:
+    """One run of a recipe: what every hook of `Recipe` receives.
+
+    Attributes:
+      config: the recipe's config, validated.
+      source: the data pretraining reads.
+      target: the data the transfer table draws its labels from and evaluates on.
+      strategy: the tf.distribute strategy models are built under.
+      precision: the dtype policy in force ("float32", "mixed_bfloat16" or "mixed_float16").
+      model_config: the builder's full keyword arguments.
+      stage: where the artifact is written (`run.stage / "figures"`); None outside `flow.run`.
+      state: what a family carries from one hook to the next within this run (the DCGAN's scorer).
+    """
+
+    config: RecipeConfig
+    source: Data
+    target: Data
+    strategy: Any
+    precision: str = "float32"
+    model_config: dict = dataclasses.field(default_factory=dict)
+    stage: Stage | None = None
+    state: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def fig_dir(self):
+        return self.stage / "figures"
+
+
 class Recipe:
-    """What a family adds to the shared flow. Subclasses set the class fields and `compile`."""
+    """What a family adds to the shared flow.
+
+    A subclass sets `family`, `module`, `Config` and `features`, and overrides `compile`;
+    this is checked when the class is defined. `smoke` holds the family's own settings
+    for a run that only has to finish (tests and notebooks), beside `smoke_config`'s shared ones.
+    """
 
     family: str = ""
     module: str = ""  # for `python -m <module>` in flags.txt
     Config: type = RecipeConfig
     features: str = ""  # what the exported encoder's output is, for manifest.json
+    smoke: dict = {}
 
-    def model_config(self, config, image_shape, num_classes):
-        """The builder's full keyword arguments: registry defaults, then the config fields that
-        name a hyperparameter and differ from the field's default (so `--model=*_tiny` builds
-        tiny unless a size is given)."""
-        entry = zoo.get_entry(config.model)
-        defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        missing = [name for name in ("family", "module", "features") if not getattr(cls, name)]
+        if cls.Config is RecipeConfig or not issubclass(cls.Config, RecipeConfig):
+            missing.append("Config (a RecipeConfig subclass)")
+        elif "model" not in {f.name for f in dataclasses.fields(cls.Config)}:
+            missing.append("Config.model")
+        if cls.compile is Recipe.compile:
+            missing.append("compile")
+        if missing:
+            raise TypeError(f"recipe class {cls.__name__} must define {', '.join(missing)}")
+
+    def smoke_config(self, **changes):
+        """The smallest config that runs every step: the family's tiny model, one epoch, two steps."""
+        tiny = [m for m in zoo.list_models(family=self.family, include_tiny=True) if zoo.get_entry(m).tiny]
+        settings = dict(
+            model=tiny[0],
+            epochs=1,
+            batch_size=64,
+            label_budgets=(10, 20),
+            transfer_steps=2,
+            transfer_batch_size=8,
+            precision="float32",
+            reference_model="cnn_classifier_tiny",
+            **self.smoke,
+        )
+        return self.Config(**{**settings, **changes})
+
+    def model_config(self, run):
+        """The builder's full keyword arguments: the registered model's, then every hyperparameter
+        the config gives (not None), so `--model=*_tiny` builds tiny unless a size is given."""
+        entry = zoo.get_entry(run.config.model)
         params = entry.config()
-        overrides = {k: getattr(config, k) for k in params
-                     if k in defaults and (getattr(config, k) != defaults[k] or k not in entry.defaults)}
+        given = {
+            k: getattr(run.config, k) for k in params if k != "image_shape" and getattr(run.config, k, None) is not None
+        }
         if "num_classes" in params:
-            overrides["num_classes"] = num_classes
-        return entry.config(image_shape=tuple(image_shape), **overrides)
+            given["num_classes"] = run.source.num_classes
+        return entry.config(image_shape=tuple(run.source.image_shape), **given)
 
-    def datasets(self, config, data):
-        """(source, target): what to pretrain on and what to transfer to; by default the same."""
-        return data, data
+    def datasets(self, run):
+        """(source, target): what to pretrain on and what to transfer to; by default as loaded."""
+        return run.source, run.target
 
-    def compile(self, model, config):
-        raise NotImplementedError(f"{type(self).__name__} must say how its model compiles")
+    def compile(self, run, model):
+        raise NotImplementedError
 
-    def pretrain_example(self, config):
+    def pretrain_example(self, run):
         """(image uint8, label) -> (x, y) for fit; by default supervised."""
-        return lambda image, label: (image, label)
+        return _unchanged
 
     def encoder(self, model):
         return model.get_layer("encoder")
 
-    def recalibrate(self, model, images):
+    def recalibrate(self, run, model, images):
         """Re-estimate BatchNorm statistics after pretraining (see `recalibrate_batchnorm`)."""
         recalibrate_batchnorm(model, images)
 
-    def evaluate(self, model, data, config):
+    def evaluate(self, run, model):
         """The family's own figures on the eval split; by default `model.evaluate`."""
-        ds = data.eval_dataset(self.pretrain_example(config), config.batch_size)
+        ds = run.source.eval_dataset(self.pretrain_example(run), run.config.batch_size)
         return {f"eval_{k}": float(v) for k, v in model.evaluate(ds, verbose=0, return_dict=True).items()}
 
-    def endpoints(self, model, data):
+    def endpoints(self, run, model):
         """SavedModel endpoints of `model/`: {name: (fn, input_signature)}."""
-        return {"serve": (lambda images: model(images, training=False), [image_spec(data.image_shape)])}
+        return {"serve": (lambda images: model(images, training=False), [image_spec(run.source.image_shape)])}
 
-    def figures(self, model, data, config, fig_dir):
-        """Family figures beyond the training and transfer curves."""
+    def figures(self, run, model):
+        """Family figures beyond the training and transfer curves, into `run.fig_dir`."""
 
-    def callbacks(self, model, data, config, stage):
-        """Extra Keras callbacks for pretraining (per-epoch figures, scores, probes); `stage / "logs"`
+    def callbacks(self, run, model):
+        """Extra Keras callbacks for pretraining (per-epoch figures, scores, probes); `run.stage / "logs"`
         is the TensorBoard directory."""
         return []
 
@@ -116,15 +181,46 @@ def is_chief(strategy):
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
         return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
-                                             and "chief" not in resolver.cluster_spec().jobs)
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
+    )
+
+
+def _cpu_flags():
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    return []
+
+
+def native_bfloat16():
+    """Whether this machine computes bfloat16 natively: every GPU of compute capability 8.0 or
+    later, or, without a GPU, a CPU with AMX-BF16 or AVX512-BF16. Emulated bfloat16 is many times
+    slower than float32."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capabilities = [tf.config.experimental.get_device_details(g).get("compute_capability") or (0, 0) for g in gpus]
+        return all(tuple(c) >= (8, 0) for c in capabilities)
+    return bool({"amx_bf16", "avx512_bf16"} & set(_cpu_flags()))
+
+
+def resolve_precision(name):
+    """The dtype policy a --precision value names; `auto` decides by `native_bfloat16()`."""
+    if name != "auto":
+        return name
+    return "mixed_bfloat16" if native_bfloat16() else "float32"
 
 
 @contextlib.contextmanager
-def precision(mixed):
-    """Build and train under mixed_float16 when asked; restore the global policy after."""
+def precision(policy):
+    """Build and train under the dtype policy `policy`; restore the global policy after."""
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16" if mixed else "float32")
+    keras.config.set_dtype_policy(policy)
     try:
         yield
     finally:
@@ -171,9 +267,25 @@ def versions():
     import tensorflow_datasets as tfds
 
     return {
-        "zoo": zoo.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-        "tensorflow_datasets": tfds.__version__, "numpy": np.__version__, "python": platform.python_version(),
+        "zoo": zoo.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tensorflow_datasets": tfds.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
     }
+
+
+def prepare(recipe, config):
+    """Validate `config`, load and split its data, resolve strategy, precision and model config:
+    the `Run` every hook receives, without a stage (benchmarks and notebooks use it as it is)."""
+    config.validate()
+    data = load_data(config)
+    target = load_data(config.target(), prefix="target_") if config.target() else data
+    run = Run(config, data, target, make_strategy(config.strategy), resolve_precision(config.precision))
+    run.source, run.target = recipe.datasets(run)
+    run.model_config = recipe.model_config(run)
+    return run
 
 
 def run(recipe, config):
@@ -181,47 +293,73 @@ def run(recipe, config):
     start = time.time()
     config.validate()
     check_model_dir(config.model_dir, config.overwrite)
-    strategy = make_strategy(config.strategy)
+    from recipes.artifact import check_writable_dir
+
+    check_writable_dir("data_dir", config.data_dir)
     say(f"[{recipe.family}] dataset {config.dataset} ({config.train_split} / {config.eval_split})")
-    source, target = recipe.datasets(config, load_data(config))
+    ctx = prepare(recipe, config)
     for n in config.label_budgets:
-        if n > target.num_train:
-            raise ZooError(f"--label_budgets: {n} is more than the {target.num_train} examples of the "
-                           f"target task in --train_split={config.train_split}; use a smaller budget")
+        if n > ctx.target.num_train:
+            raise ZooError(
+                f"--label_budgets: {n} is more than the {ctx.target.num_train} examples of the "
+                f"target task in --train_split={config.train_split}; use a smaller budget"
+            )
     seeds = [config.seed + i for i in range(config.transfer_repeats)]
-    subsets = target.labelled_subsets(config.label_budgets, seeds)  # checks every draw before any training
-    model_config = recipe.model_config(config, source.image_shape, source.num_classes)
+    subsets = ctx.target.labelled_subsets(config.label_budgets, seeds)  # checks every draw before any training
+    adapted = check_adaptation(config, ctx.target.image_shape, ctx.source.image_shape, recipe.family)
+    chosen = " (auto)" if config.precision == "auto" else ""
+    say(
+        f"[{recipe.family}] precision {ctx.precision}{chosen}, strategy {config.strategy} "
+        f"({ctx.strategy.num_replicas_in_sync} replica{'s' if ctx.strategy.num_replicas_in_sync > 1 else ''})"
+    )
 
-    stage = Stage(config.model_dir, config.overwrite, to_flagfile(config, recipe.module), is_chief(strategy), say)
+    ctx.stage = Stage(
+        config.model_dir, config.overwrite, to_flagfile(config, recipe.module), is_chief(ctx.strategy), say
+    )
     for sub in ("figures", "logs"):
-        os.makedirs(stage / sub, exist_ok=True)
+        os.makedirs(ctx.stage / sub, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
-    with precision(config.mixed_precision):
-        model, pretrain_metrics = pretrain(recipe, config, source, model_config, strategy, stage)
-        export(recipe, config, source, target, model, model_config, stage)
-        table = transfer(recipe, config, target, subsets, model_config, strategy, stage)
+    with precision(ctx.precision):
+        model, pretrain_metrics = pretrain(recipe, ctx)
+        export(recipe, ctx, model, adapted)
+        table, _ = transfer_table(
+            ctx,
+            subsets,
+            title=f"{config.model} -> {ctx.target.name}",
+            load_pretrained=lambda: zoo.load_encoder(ctx.stage.path, trainable=False),
+            build_scratch=lambda: recipe.encoder(zoo.build_model(config.model, **ctx.model_config)),
+        )
 
-    metrics = {"pretrain": pretrain_metrics, "transfer": table, "wall_seconds": round(time.time() - start, 1)}
-    write_json(stage / "metrics.json", metrics)
-    stage.publish()
+    metrics = {
+        "pretrain": pretrain_metrics,
+        "transfer": table,
+        "precision": ctx.precision,
+        "wall_seconds": round(time.time() - start, 1),
+    }
+    write_json(ctx.stage / "metrics.json", metrics)
+    ctx.stage.publish()
     for row in table:
         say(f"[{recipe.family}] {verdict(row)}")
     say(f"[{recipe.family}] wrote {config.model_dir} in {metrics['wall_seconds']:.0f} s")
     return metrics
 
 
-def pretrain(recipe, config, data, model_config, strategy, stage):
+def pretrain(recipe, run):
     """Build in the strategy's scope and fit, resumable; returns the model and its eval metrics."""
-    with strategy.scope():
-        model = zoo.build_model(config.model, **model_config)
-        recipe.compile(model, config)
-    say(f"[{recipe.family}] pretraining {config.model} ({model.count_params():,} parameters) "
-        f"for {config.epochs} epochs on {data.num_train} images")
-    example = recipe.pretrain_example(config)
+    config, data, stage = run.config, run.source, run.stage
+    with run.strategy.scope():
+        model = zoo.build_model(config.model, **run.model_config)
+        recipe.compile(run, model)
+    say(
+        f"[{recipe.family}] pretraining {config.model} ({model.count_params():,} parameters) "
+        f"for {config.epochs} epochs on {data.num_train} images"
+    )
+    example = recipe.pretrain_example(run)
     throughput = Throughput(data.num_train)
     model.fit(
-        data.pretrain_dataset(example, config.batch_size, config.seed,
-                              drop_remainder=strategy.num_replicas_in_sync > 1),
+        data.pretrain_dataset(
+            example, config.batch_size, config.seed, drop_remainder=run.strategy.num_replicas_in_sync > 1
+        ),
         validation_data=data.eval_dataset(example, config.batch_size),
         epochs=config.epochs,
         callbacks=[
@@ -229,7 +367,7 @@ def pretrain(recipe, config, data, model_config, strategy, stage):
             keras.callbacks.TensorBoard(stage / "logs"),
             keras.callbacks.CSVLogger(stage / HISTORY, append=True),
             throughput,
-            *recipe.callbacks(model, data, config, stage),
+            *recipe.callbacks(run, model),
         ],
         shuffle=False,  # the pipeline shuffles
         verbose=1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2,  # bars only where they draw
@@ -237,72 +375,100 @@ def pretrain(recipe, config, data, model_config, strategy, stage):
     # With few steps per epoch, BatchNorm's moving averages lag far behind the weights
     # (uci_digits: 90 steps left a classifier at chance); set them from clean train images.
     images, _ = next(iter(data.pretrain_dataset(_unchanged, RECALIBRATION_IMAGES, config.seed)))
-    with strategy.scope():
-        recipe.recalibrate(model, images)
-    metrics = recipe.evaluate(model, data, config)
+    with run.strategy.scope():
+        recipe.recalibrate(run, model, images)
+    metrics = recipe.evaluate(run, model)
     metrics["images_per_second"] = throughput.images_per_second()
     history = _history(stage / HISTORY)
     if history:
         figures.training_curves(history, stage / "figures/curves.png", f"{config.model} on {config.dataset}")
-    recipe.figures(model, data, config, stage / "figures")
+    recipe.figures(run, model)
     return model, metrics
 
 
-def export(recipe, config, data, target, model, model_config, stage):
+def check_adaptation(config, target_shape, encoder_shape, name):
+    """How target images become the encoder's (said and returned), or None; --adapt=none refuses."""
+    how = adaptation(target_shape, encoder_shape)
+    if how and config.adapt == "none":
+        raise ZooError(
+            f"--adapt=none: the target's images are {tuple(target_shape)} but the encoder takes "
+            f"{tuple(encoder_shape)}; use --adapt=auto to resize and convert them, or another dataset"
+        )
+    if how:
+        say(
+            f"[{name}] target images {tuple(target_shape)} are adapted to the encoder's {tuple(encoder_shape)} "
+            f"inside the classifier: {how}"
+        )
+    return how
+
+
+def export(recipe, run, model, adapted=None):
     """encoder/, encoder.keras, model/, model.keras, manifest.json and flags.txt."""
+    config, data, stage = run.config, run.source, run.stage
     say(f"[{recipe.family}] exporting to {config.model_dir}")
     encoder = recipe.encoder(model)
-    export_saved_model(stage / "encoder", encoder, {
-        "serve": (lambda images: encoder(images, training=False), [image_spec(data.image_shape)])
-    })
+    export_saved_model(
+        stage / "encoder",
+        encoder,
+        {"serve": (lambda images: encoder(images, training=False), [image_spec(data.image_shape)])},
+    )
     encoder.save(stage / "encoder.keras")
-    export_saved_model(stage / "model", model, recipe.endpoints(model, data))
+    export_saved_model(stage / "model", model, recipe.endpoints(run, model))
     model.save(stage / "model.keras")
-    write_json(stage / "manifest.json", {
-        "family": recipe.family,
-        "model": config.model,
-        "model_config": model_config,
-        "dataset": data.describe(),
-        "target": target.describe(),
-        "input": {"shape": list(data.image_shape), "dtype": "uint8", "range": [0, 255]},
-        "encoder": {"output_dim": int(encoder.output_shape[-1]), "endpoint": "serve", "features": recipe.features},
-        "flags": as_dict(config),
-        "seed": config.seed,
-        "versions": versions(),
-    })
+    write_json(
+        stage / "manifest.json",
+        {
+            "family": recipe.family,
+            "format": zoo.loading.ARTIFACT_FORMAT,
+            "model": config.model,
+            "model_config": run.model_config,
+            "dataset": data.describe(),
+            "target": run.target.describe(),
+            "adapted": adapted,
+            "input": {"shape": list(data.image_shape), "dtype": "uint8", "range": [0, 255]},
+            "encoder": {"output_dim": int(encoder.output_shape[-1]), "endpoint": "serve", "features": recipe.features},
+            "precision": run.precision,
+            "flags": as_dict(config),
+            "seed": config.seed,
+            "versions": versions(),
+        },
+    )
     with open(stage / "flags.txt", "w") as f:
         f.write(to_flagfile(config, recipe.module))
 
 
-def transfer(recipe, config, data, subsets, model_config, strategy, stage):
-    """The transfer table, from the encoder reloaded off the staged artifact."""
+def transfer_table(run, subsets, load_pretrained, build_scratch, title):
+    """The transfer table on `run.target` and the fine-tuned classifier of the largest budget's first
+    seed; writes `figures/transfer.png`."""
+    config = run.config
     budgets, seeds = config.label_budgets, sorted({seed for _, seed in subsets})
-    say(f"[{recipe.family}] transfer: {len(budgets)} budgets x {len(seeds)} seeds x (frozen, finetune, scratch)")
-    downstream = Downstream(config, data, strategy)
-    table = []
+    kinds = "frozen, finetune, knn, scratch" + (", reference" if config.reference else "")
+    say(f"  transfer: {len(budgets)} budgets x {len(seeds)} seeds x ({kinds})")
+    downstream = Downstream(config, run.target, run.strategy)
+    table, kept = [], None
     for n in budgets:
         runs = []
         for seed in seeds:
             images, labels = subsets[(n, seed)]
-            cell = downstream.cell(
-                images, labels, seed,
-                load_pretrained=lambda: zoo.load_encoder(stage.path, trainable=False),
-                build_scratch=lambda: recipe.encoder(zoo.build_model(config.model, **model_config)),
-            )
+            cell, finetuned = downstream.cell(images, labels, seed, load_pretrained, build_scratch)
+            if n == max(budgets) and kept is None:
+                kept = (finetuned, {"labels": n, "seed": seed, "eval_accuracy": cell["finetune"]})
             say(f"  N={n} seed={seed}: " + ", ".join(f"{k} {v:.1%}" for k, v in cell.items()))
             runs.append({"seed": seed, **cell})
         table.append(summarise(n, runs))
-    figures.transfer_plot(table, stage / "figures/transfer.png", f"{config.model} -> {data.name}")
-    return table
+    figures.transfer_plot(table, run.stage / "figures/transfer.png", title)
+    return table, kept
 
 
-def cli(recipe):
-    """`python -m recipes.<family>`: flags -> config -> run; bad input ends in one line."""
+def cli(job, Config):
+    """`python -m recipes.<name>`: flags -> `Config` -> `job(config)`; bad input ends in one line."""
     from absl import app, flags, logging
 
-    define_flags(recipe.Config)
-    for f in dataclasses.fields(recipe.Config):  # so --help lists them as this program's own flags
+    define_flags(Config)
+    for f in dataclasses.fields(Config):  # so --help lists them as this program's own flags
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[f.name])
+    if "mixed_precision" not in flags.FLAGS:  # flags.txt of older runs says --nomixed_precision
+        flags.DEFINE_boolean("mixed_precision", None, "Replaced by --precision=mixed_float16.")
 
     def main(argv):
         if not flags.FLAGS["verbosity"].present:
@@ -310,9 +476,24 @@ def cli(recipe):
         if len(argv) > 1:
             sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}; flags look like --name=value")
         try:
-            run(recipe, from_flags(recipe.Config))
+            config = from_flags(Config)
+            if flags.FLAGS.mixed_precision:
+                if flags.FLAGS["precision"].present and config.precision != "mixed_float16":
+                    raise ZooError(
+                        f"--mixed_precision contradicts --precision={config.precision}; give only --precision"
+                    )
+                say("--mixed_precision is now --precision=mixed_float16; using that")
+                config = config.replace(precision="mixed_float16")
+            job(config)
         except ZooError as e:
             sys.exit(f"error: {e}")
+        except (OSError, tf.errors.OpError) as e:  # a full or unwritable --model_dir during the run
+            from recipes.artifact import os_error_line
+
+            line = os_error_line(e, flags.FLAGS.model_dir)
+            if line is None:
+                raise
+            sys.exit(f"error: {line}")
         except KeyboardInterrupt:
             sys.exit("interrupted: rerun the same command to resume from the last finished epoch")
 

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import linalg
 
 import zoo
-from recipes.transfer import recalibrate_batchnorm
+from recipes.downstream import recalibrate_batchnorm
 
 
 def frechet_distance(stats_a, stats_b):
@@ -44,10 +44,15 @@ class Scorer:
         """The zoo's CNN classifier trained with labels on `data`'s train split, BatchNorm recalibrated."""
         keras.utils.set_random_seed(seed)
         model = zoo.build_model("cnn_classifier", image_shape=data.image_shape, num_classes=data.num_classes)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        model.fit(data.pretrain_dataset(lambda image, label: (image, label), batch_size, seed), epochs=epochs,
-                  verbose=0, shuffle=False)
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        )
+        model.fit(
+            data.pretrain_dataset(lambda image, label: (image, label), batch_size, seed),
+            epochs=epochs,
+            verbose=0,
+            shuffle=False,
+        )
         recalibrate_batchnorm(model, data.train_arrays()[0])
         scorer = cls(model)
         scorer.accuracy = float(np.mean(scorer.predict(data.eval_images) == data.eval_labels))
@@ -58,17 +63,21 @@ class Scorer:
         """The classifier of a `recipes.cnn_classifier` run on the same kind of images."""
         manifest = zoo.read_manifest(model_dir)
         if manifest.get("family") != "cnn_classifier":
-            raise zoo.ZooError(f"--scorer_dir={model_dir}: not a cnn_classifier run (family "
-                               f"{manifest.get('family')!r}); give the model_dir of `python -m recipes.cnn_classifier`")
+            raise zoo.ZooError(
+                f"--scorer_dir={model_dir}: not a cnn_classifier run (family "
+                f"{manifest.get('family')!r}); give the model_dir of `python -m recipes.cnn_classifier`"
+            )
         if tuple(manifest["input"]["shape"]) != tuple(data.image_shape):
-            raise zoo.ZooError(f"--scorer_dir={model_dir}: its classifier takes {tuple(manifest['input']['shape'])} "
-                               f"images, the dataset has {tuple(data.image_shape)}")
+            raise zoo.ZooError(
+                f"--scorer_dir={model_dir}: its classifier takes {tuple(manifest['input']['shape'])} "
+                f"images, the dataset has {tuple(data.image_shape)}"
+            )
         return cls(keras.saving.load_model(os.path.join(model_dir, "model.keras")))
 
     def _outputs(self, images, batch_size=500):
         features, logits = [], []
         for start in range(0, len(images), batch_size):
-            f, l = self._features(images[start:start + batch_size], training=False)
+            f, l = self._features(images[start : start + batch_size], training=False)
             features.append(np.asarray(f, np.float64))
             logits.append(np.asarray(l, np.float64))
         return np.concatenate(features), np.concatenate(logits)

@@ -1,7 +1,7 @@
 """SimCLR recipe: contrastive pretraining on unlabelled images, transfer the encoder.
 
     python -m recipes.simclr --model_dir=runs/simclr
-    python -m recipes.simclr --dataset=mnist_idx --manual_dir=../shared/data/mnist-10k \\
+    python -m recipes.simclr --dataset=mnist_idx --manual_dir=mnist-files \\
         --train_split='test[:8000]' --eval_split='test[8000:]' --epochs=60 --model_dir=runs/simclr-mnist10k
 
 Pretraining never sees a label. The views are made inside the model's
@@ -30,7 +30,11 @@ import tensorflow as tf
 
 import zoo
 from recipes import figures, flow
-from recipes.config import RecipeConfig, new_default, option
+from recipes.config import RecipeConfig, hyperparameter, new_default, option
+
+
+def _image_only(image, label):
+    return image
 
 
 @dataclasses.dataclass
@@ -46,27 +50,40 @@ class Config(RecipeConfig):
     # scored 94.4% after 100 steps, 94.9% after 300 and 95.3% after 1,000, near logistic regression run to
     # convergence on the same features (95.7%); scratch moved from 87.1% (600 steps) to 87.4% (2,000).
     transfer_steps: int = new_default("transfer_steps", 1000)
-    model: str = option("simclr", "Which contrastive model to build.",
-                        choices=tuple(zoo.list_models(family="simclr", include_tiny=True)))
-    filters: tuple = option((32, 64, 128), "Filters per encoder block; the features are the last block's, pooled.",
-                            minimum=1, nonempty=True)
-    convs_per_block: int = option(1, "Convolutions per encoder block.", minimum=1)
-    pooling: str = option("avg", "How the last block's feature map becomes the features: per channel its "
-                          "average, its maximum, or both side by side.", choices=zoo.simclr.POOLINGS)
-    projection_units: int = option(256, "Width of the projection head's hidden layer.", minimum=1)
-    projection_dim: int = option(64, "Size of the projections the loss compares.", minimum=1)
-    temperature: float = option(0.5, "Temperature of the NT-Xent loss.", positive=True)
-    crop: float = option(0.3, "Augmentation: random resized crop, up to this fraction of each side (0: off).",
-                         minimum=0, below=1)
-    translate: float = option(0.1, "Augmentation: shift by up to this fraction of each side (0: off).",
-                              minimum=0, below=1)
-    rotate: float = option(0.05, "Augmentation: rotate by up to this fraction of a turn (0: off).", minimum=0, below=1)
-    noise: float = option(0.05, "Augmentation: Gaussian pixel noise, std in [0, 1] pixel units (0: off).", minimum=0)
-    contrast: float = option(0.3, "Augmentation: contrast factor in 1 +- this (0: off).", minimum=0, below=1)
-    color_jitter: float = option(0.5, "Augmentation: colour jitter strength, colour images only (0: off).",
-                                 minimum=0, below=1)
-    probe: bool = option(True, "Score a linear probe on the frozen features after every epoch "
-                         "(TensorBoard: logs/probe).")
+    model: str = option(
+        "simclr",
+        "Which contrastive model to build.",
+        choices=tuple(zoo.list_models(family="simclr", include_tiny=True)),
+    )
+    filters: tuple = hyperparameter(
+        "Filters per encoder block; the features are the last block's, pooled.", minimum=1, nonempty=True
+    )
+    convs_per_block: int = hyperparameter("Convolutions per encoder block.", minimum=1)
+    pooling: str = hyperparameter(
+        "How the last block's feature map becomes the features: per channel its "
+        "average, its maximum, or both side by side.",
+        choices=zoo.simclr.POOLINGS,
+    )
+    projection_units: int = hyperparameter("Width of the projection head's hidden layer.", minimum=1)
+    projection_dim: int = hyperparameter("Size of the projections the loss compares.", minimum=1)
+    temperature: float = hyperparameter("Temperature of the NT-Xent loss.", positive=True)
+    crop: float = hyperparameter(
+        "Augmentation: random resized crop, up to this fraction of each side (0: off).", minimum=0, below=1
+    )
+    translate: float = hyperparameter(
+        "Augmentation: shift by up to this fraction of each side (0: off).", minimum=0, below=1
+    )
+    rotate: float = hyperparameter(
+        "Augmentation: rotate by up to this fraction of a turn (0: off).", minimum=0, below=1
+    )
+    noise: float = hyperparameter("Augmentation: Gaussian pixel noise, std in [0, 1] pixel units (0: off).", minimum=0)
+    contrast: float = hyperparameter("Augmentation: contrast factor in 1 +- this (0: off).", minimum=0, below=1)
+    color_jitter: float = hyperparameter(
+        "Augmentation: colour jitter strength, colour images only (0: off).", minimum=0, below=1
+    )
+    probe: bool = option(
+        True, "Score a linear probe on the frozen features after every epoch (TensorBoard: logs/probe)."
+    )
 
 
 class LinearProbe(keras.callbacks.Callback):
@@ -81,8 +98,12 @@ class LinearProbe(keras.callbacks.Callback):
 
     def features(self, images):
         # Inference mode: BatchNorm's moving statistics, as the exported encoder will use them.
-        return np.concatenate([np.asarray(self.encoder(images[i:i + self.batch_size], training=False), np.float64)
-                               for i in range(0, len(images), self.batch_size)])
+        return np.concatenate(
+            [
+                np.asarray(self.encoder(images[i : i + self.batch_size], training=False), np.float64)
+                for i in range(0, len(images), self.batch_size)
+            ]
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         from sklearn.linear_model import LogisticRegression
@@ -94,8 +115,12 @@ class LinearProbe(keras.callbacks.Callback):
         probe.fit(self.features(images), labels)
         accuracy = float(probe.score(self.features(self.eval_images), self.eval_labels))
         with self.writer.as_default():
-            tf.summary.scalar("eval_accuracy", accuracy, step=epoch,
-                              description=f"linear probe on {len(labels)} labels, frozen features")
+            tf.summary.scalar(
+                "eval_accuracy",
+                accuracy,
+                step=epoch,
+                description=f"linear probe on {len(labels)} labels, frozen features",
+            )
         self.writer.flush()
         flow.say(f"[simclr] epoch {epoch + 1}: linear probe on {len(labels)} labels, eval accuracy {accuracy:.1%}")
         if logs is not None:
@@ -109,31 +134,46 @@ class Simclr(flow.Recipe):
     Config = Config
     features = "the CNN trunk's last feature map, globally pooled (see --pooling); the projection head is not exported"
 
-    def compile(self, model, config):
+    def compile(self, run, model):
         # The loss is the model's own (NT-Xent, see zoo.simclr.SimCLR.train_step).
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=config.jit_compile)
+        model.compile(optimizer=keras.optimizers.Adam(run.config.learning_rate), jit_compile=run.config.jit_compile)
 
-    def pretrain_example(self, config):
-        return lambda image, label: image  # the two views are made in train_step
+    def pretrain_example(self, run):
+        return _image_only  # the two views are made in train_step
 
-    def callbacks(self, model, data, config, stage):
+    def callbacks(self, run, model):
+        config, data, stage = run.config, run.source, run.stage
         # Cosine decay of the learning rate as in SimCLR; per epoch, as `compile` does not know the steps.
         decay = keras.callbacks.LearningRateScheduler(
-            lambda epoch: 0.5 * config.learning_rate * (1 + math.cos(math.pi * epoch / config.epochs)))
+            lambda epoch: 0.5 * config.learning_rate * (1 + math.cos(math.pi * epoch / config.epochs))
+        )
         if not config.probe:
             return [decay]
         n = min(config.label_budgets)
         labelled = data.labelled_subsets((n,), (config.seed,))[(n, config.seed)]
-        return [decay, LinearProbe(self.encoder(model), labelled, data.eval_images, data.eval_labels,
-                                   os.path.join(stage / "logs", "probe"))]
+        return [
+            decay,
+            LinearProbe(
+                self.encoder(model), labelled, data.eval_images, data.eval_labels, os.path.join(stage / "logs", "probe")
+            ),
+        ]
 
-    def figures(self, model, data, config, fig_dir):
+    def figures(self, run, model):
+        config, data, fig_dir = run.config, run.source, run.fig_dir
         images = data.eval_images[:12]
-        figures.image_rows([images, model.augment(images), model.augment(images)], f"{fig_dir}/views.png",
-                           ["image", "view 1", "view 2"])
+        figures.image_rows(
+            [images, model.augment(images), model.augment(images)],
+            f"{fig_dir}/views.png",
+            ["image", "view 1", "view 2"],
+        )
         features = self.encoder(model).predict(data.eval_images, batch_size=config.batch_size, verbose=0)
-        figures.feature_scatter(features, data.eval_labels, f"{fig_dir}/features.png",
-                                f"encoder features of {len(features)} eval images", seed=config.seed)
+        figures.feature_scatter(
+            features,
+            data.eval_labels,
+            f"{fig_dir}/features.png",
+            f"encoder features of {len(features)} eval images",
+            seed=config.seed,
+        )
 
 
 RECIPE = Simclr()
@@ -145,4 +185,4 @@ def run(config: Config) -> dict:
 
 
 if __name__ == "__main__":
-    flow.cli(RECIPE)
+    flow.cli(run, Config)

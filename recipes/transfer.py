@@ -1,142 +1,137 @@
-"""The transfer table: frozen, finetune and scratch classifiers per label budget."""
+"""Transfer job: the transfer table of any saved run on any image dataset, without pretraining again.
 
-import numpy as np
+    python -m recipes.transfer --encoder_dir=runs/simclr --model_dir=runs/simclr-on-digits
+    python -m recipes.transfer --encoder_dir=runs/simclr --dataset=mnist_idx --manual_dir=DIR \\
+        --train_split='test[:8000]' --eval_split='test[8000:]' --model_dir=runs/simclr-on-mnist
+    python -m recipes.transfer --encoder_dir=runs/simclr --dataset=image_folder --manual_dir=my_images \\
+        --model_dir=runs/simclr-on-mine          # my_images/{train,test}/<class>/*.png
+
+The encoder of `--encoder_dir` (the model_dir of any recipe's run, any family) is reloaded frozen;
+the table has the same columns as every recipe's (frozen, finetune, knn, scratch, reference), the
+scratch column rebuilding the encoder's architecture from the source manifest. Target images of
+another shape are adapted inside the classifier (resize; grey <-> colour). The artifact holds
+metrics.json, figures/transfer.png, manifest.json naming the source run, flags.txt, and the
+fine-tuned classifier of the largest budget: `classifier/` (SavedModel, endpoint `serve`: the
+target's uint8 images in, logits out) and `classifier.keras`. The source run is only read.
+
+From Python or a notebook:
+
+    from recipes import transfer
+    metrics = transfer.run(transfer.Config(encoder_dir="runs/simclr", model_dir="runs/simclr-on-digits"))
+"""
+
+import dataclasses
+import os
+import time
+
 import keras
 
-from recipes.data import labelled_dataset
-from zoo.heads import classifier_on
+import zoo
+from recipes import flow
+from recipes.artifact import Stage, check_model_dir, export_saved_model, image_spec, write_json
+from recipes.config import TransferConfig, as_dict, new_default, option, to_flagfile
+from recipes.data import IMAGE_FOLDER, load_data
+from zoo.errors import ZooError
+
+MODULE = "recipes.transfer"
 
 
-def accuracy(model, images, labels, batch_size=1000):
-    """Eval accuracy, in eager batches (`predict` would trace anew for every classifier)."""
-    correct = 0
-    for start in range(0, len(images), batch_size):
-        logits = model(images[start:start + batch_size], training=False)
-        correct += int(np.sum(np.argmax(logits, axis=-1) == labels[start:start + batch_size]))
-    return correct / len(images)
+@dataclasses.dataclass
+class Config(TransferConfig):
+    encoder_dir: str = option("", "model_dir of a finished run of any recipe: its encoder transfers.", nonempty=True)
+    model_dir: str = new_default("model_dir", "runs/transfer")
 
 
-def walk_layers(model):
-    """Every layer of `model`, nested models included."""
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from walk_layers(layer)
-
-
-def unfreeze_for_finetuning(encoder):
-    """Make the encoder trainable, but keep BatchNorm frozen and in inference mode.
-
-    With a few hundred labels, re-estimating BatchNorm statistics from small
-    batches would undo what pretraining learned.
-    """
-    encoder.trainable = True
-    for layer in walk_layers(encoder):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
-
-
-def recalibrate_batchnorm(model, images, max_examples=2048):
-    """Re-estimate the statistics of the trainable BatchNorm layers on `images`.
-
-    Trained for few steps, or from scratch on a few hundred labels, a BatchNorm
-    network's weights move faster than its moving averages follow: measured on
-    MNIST with 100 labels, the same weights scored 86% with batch statistics and
-    36-55% with the moving ones. One training-mode pass with momentum 0 sets them to the
-    statistics of the labelled set ("precise BN", Wu & Johnson 2021). Frozen
-    layers (trainable=False) run in inference mode and are left untouched.
-    """
-    norms = [l for l in walk_layers(model) if isinstance(l, keras.layers.BatchNormalization) and l.trainable]
-    momenta = [l.momentum for l in norms]
-    for layer in norms:
-        layer.momentum = 0.0
+def _source(encoder_dir):
+    """The source run's manifest and its encoder, frozen; one line if either is missing or broken."""
+    if not os.path.isdir(encoder_dir):
+        raise ZooError(f"--encoder_dir={encoder_dir}: no such directory; give the --model_dir of a finished run")
     try:
-        model(images[:max_examples], training=True)
-    finally:
-        for layer, momentum in zip(norms, momenta):
-            layer.momentum = momentum
+        manifest = zoo.read_manifest(encoder_dir)
+        if "model" not in manifest or "model_config" not in manifest:
+            raise ZooError(f"'{encoder_dir}/manifest.json' names no model: it is not a pretraining run")
+        return manifest, zoo.load_encoder(encoder_dir, trainable=False)
+    except ZooError as e:
+        raise ZooError(f"--encoder_dir={encoder_dir}: {e}") from None
 
 
-class Downstream:
-    """Trains the three classifiers of one (budget, seed) cell of the table."""
-
-    def __init__(self, config, data, strategy):
-        self.config, self.data, self.strategy = config, data, strategy
-
-    def _classifier(self, encoder, learning_rate, steps):
-        c = self.config
-        with self.strategy.scope():
-            model = classifier_on(encoder, self.data.num_classes, hidden_units=c.head_units,
-                                  dropout=c.head_dropout, normalize=c.head_norm)
-            self._compile(model, learning_rate, steps)
-        return model
-
-    def _compile(self, model, learning_rate, steps):
-        # Cosine decay to zero: the weights settle at the end, so BatchNorm's moving
-        # statistics catch up with them before the inference-mode evaluation.
-        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
-        with self.strategy.scope():
-            model.compile(
-                optimizer=keras.optimizers.Adam(schedule),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                jit_compile=self.config.jit_compile,
-            )
-
-    def _train(self, model, images, labels, steps, seed):
-        c = self.config
-        ds = labelled_dataset(images, labels, c.transfer_batch_size, seed, augment=c.augment)
-        model.fit(ds, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0)
-        with self.strategy.scope():
-            recalibrate_batchnorm(model, images)
-
-    def evaluate(self, model):
-        return accuracy(model, self.data.eval_images, self.data.eval_labels)
-
-    def cell(self, images, labels, seed, load_pretrained, build_scratch):
-        """{'frozen', 'finetune', 'scratch'} eval accuracies for one labelled draw."""
-        c = self.config
-        keras.utils.set_random_seed(seed)
-        with self.strategy.scope():
-            encoder = load_pretrained()
-        model = self._classifier(encoder, c.probe_learning_rate, c.transfer_steps)
-        self._train(model, images, labels, c.transfer_steps, seed)
-        frozen = self.evaluate(model)
-
-        unfreeze_for_finetuning(encoder)
-        self._compile(model, c.transfer_learning_rate * c.finetune_lr_factor, c.transfer_steps)
-        self._train(model, images, labels, c.transfer_steps, seed + 1)
-        finetune = self.evaluate(model)
-
-        return {"frozen": frozen, "finetune": finetune, "scratch": self.scratch(images, labels, seed, build_scratch)}
-
-    def scratch(self, images, labels, seed, build_encoder):
-        """A randomly initialised encoder + the same head, trained end to end with the
-        optimizer budget of frozen and finetune together."""
-        keras.utils.set_random_seed(seed)
-        with self.strategy.scope():
-            encoder = build_encoder()
-        steps = 2 * self.config.transfer_steps
-        model = self._classifier(encoder, self.config.transfer_learning_rate, steps)
-        self._train(model, images, labels, steps, seed)
-        return self.evaluate(model)
-
-
-def summarise(budget, runs, kinds=("frozen", "finetune", "scratch")):
-    """One row of the table: means, and the spread when there are several seeds."""
-    row = {"labels": budget}
-    row.update({k: float(np.mean([r[k] for r in runs])) for k in kinds})
-    if len(runs) > 1:
-        row["std"] = {k: float(np.std([r[k] for r in runs])) for k in kinds}
-    row["runs"] = runs
-    return row
-
-
-def verdict(row):
-    """One line saying whether pretraining helped at this budget."""
-    best = max(("frozen", "finetune"), key=lambda k: row[k])
-    gain = 100 * (row[best] - row["scratch"])
-    word = "helped" if gain > 0 else "did not help"
-    return (
-        f"N={row['labels']}: frozen {row['frozen']:.1%}, finetune {row['finetune']:.1%}, "
-        f"scratch {row['scratch']:.1%} -> pretraining {word} ({best} {gain:+.1f} points)"
+def run(config: Config) -> dict:
+    """The transfer table of `config.encoder_dir`'s encoder on `config.dataset`; returns metrics.json's content."""
+    start = time.time()
+    config.validate()
+    check_model_dir(config.model_dir, config.overwrite)
+    manifest, encoder = _source(config.encoder_dir)
+    encoder_shape = tuple(encoder.input_shape[1:])
+    if config.dataset == IMAGE_FOLDER and not config.image_size:
+        config = config.replace(image_size=encoder_shape[:2])
+    flow.say(
+        f"[transfer] {manifest['family']} encoder of {config.encoder_dir} ({manifest['model']}, pretrained on "
+        f"{manifest['dataset']['name']}) -> {config.dataset} ({config.train_split} / {config.eval_split})"
     )
+    data = load_data(config)
+    adapted = flow.check_adaptation(config, data.image_shape, encoder_shape, "transfer")
+    for n in config.label_budgets:
+        if n > data.num_train:
+            raise ZooError(
+                f"--label_budgets: {n} is more than the {data.num_train} examples in "
+                f"--train_split={config.train_split}; use a smaller budget"
+            )
+    seeds = [config.seed + i for i in range(config.transfer_repeats)]
+    subsets = data.labelled_subsets(config.label_budgets, seeds)
+    ctx = flow.Run(config, data, data, flow.make_strategy(config.strategy), flow.resolve_precision(config.precision))
+    ctx.stage = Stage(
+        config.model_dir, config.overwrite, to_flagfile(config, MODULE), flow.is_chief(ctx.strategy), flow.say
+    )
+    os.makedirs(ctx.stage / "figures", exist_ok=True)
+
+    keras.utils.set_random_seed(config.seed)
+    with flow.precision(ctx.precision):
+        table, (classifier, kept) = flow.transfer_table(
+            ctx,
+            subsets,
+            title=f"{manifest['model']} ({manifest['dataset']['name']}) -> {data.name}",
+            load_pretrained=lambda: zoo.load_encoder(config.encoder_dir, trainable=False),
+            build_scratch=lambda: zoo.build_model(manifest["model"], **manifest["model_config"]).get_layer("encoder"),
+        )
+        export_saved_model(
+            ctx.stage / "classifier",
+            classifier,
+            {"serve": (lambda images: classifier(images, training=False), [image_spec(data.image_shape)])},
+        )
+        classifier.save(ctx.stage / "classifier.keras")
+
+    write_json(
+        ctx.stage / "manifest.json",
+        {
+            "family": "transfer",
+            "format": zoo.loading.ARTIFACT_FORMAT,
+            "source": {
+                "path": os.path.abspath(config.encoder_dir),
+                "family": manifest["family"],
+                "model": manifest["model"],
+                "dataset": manifest["dataset"]["name"],
+                "input": manifest.get("input"),
+            },
+            "dataset": data.describe(),
+            "input": {"shape": list(data.image_shape), "dtype": "uint8", "range": [0, 255]},
+            "adapted": adapted,
+            "classifier": {"kind": "finetune", **kept, "endpoint": "serve", "outputs": "logits"},
+            "precision": ctx.precision,
+            "flags": as_dict(config),
+            "seed": config.seed,
+            "versions": flow.versions(),
+        },
+    )
+    with open(ctx.stage / "flags.txt", "w") as f:
+        f.write(to_flagfile(config, MODULE))
+    metrics = {"transfer": table, "precision": ctx.precision, "wall_seconds": round(time.time() - start, 1)}
+    write_json(ctx.stage / "metrics.json", metrics)
+    ctx.stage.publish()
+    for row in table:
+        flow.say(f"[transfer] {flow.verdict(row)}")
+    flow.say(f"[transfer] wrote {config.model_dir} in {metrics['wall_seconds']:.0f} s")
+    return metrics
+
+
+if __name__ == "__main__":
+    flow.cli(run, Config)

@@ -16,10 +16,18 @@ tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfigu
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+import recipes  # noqa: E402
 from recipes import autoencoder  # noqa: E402
 from recipes.datasets import write_idx  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECIPES = recipes.all_recipes()  # {family: module}: every recipe gets the contract tests
+
+
+def on_run_of(family):
+    """Marks a test that reads `finished_run(family)`: pytest-xdist (--dist loadgroup) sends all
+    such tests to one worker, so each recipe's smoke run happens once per session."""
+    return pytest.mark.xdist_group(family)
 
 
 @pytest.fixture(scope="session")
@@ -32,21 +40,59 @@ def tfds_dir(tmp_path_factory):
 def tiny_config(tfds_dir, tmp_path):
     """The autoencoder recipe at tiny settings on the offline default dataset."""
     return autoencoder.Config(
-        data_dir=tfds_dir, model_dir=str(tmp_path / "run"), model="conv_autoencoder_tiny",
-        filters=(4, 8), convs_per_block=1, latent_dim=4, epochs=1, batch_size=64,
-        label_budgets=(10, 20), transfer_steps=2, transfer_batch_size=8,
+        data_dir=tfds_dir,
+        model_dir=str(tmp_path / "run"),
+        model="conv_autoencoder_tiny",
+        filters=(4, 8),
+        convs_per_block=1,
+        latent_dim=4,
+        epochs=1,
+        batch_size=64,
+        label_budgets=(10, 20),
+        transfer_steps=2,
+        transfer_batch_size=8,
+        precision="float32",
     )
+
+
+@pytest.fixture(scope="session")
+def finished_run(tfds_dir, tmp_path_factory):
+    """finished_run(family) -> (config, metrics): one smoke run of each recipe per test session
+    (two epochs, two seeds per budget), shared by the contract tests and the family's own."""
+    done = {}
+
+    def get(family):
+        if family not in done:
+            module = RECIPES[family]
+            config = module.RECIPE.smoke_config(
+                data_dir=tfds_dir, model_dir=str(tmp_path_factory.mktemp(family) / "run"), epochs=2, transfer_repeats=2
+            )
+            done[family] = (config, module.run(config))
+        return done[family]
+
+    return get
 
 
 @pytest.fixture(scope="session")
 def trained_dir(tfds_dir, tmp_path_factory):
     """An artifact from one tiny run, shared by the reload and frozen tests."""
     model_dir = str(tmp_path_factory.mktemp("trained") / "ae")
-    autoencoder.run(autoencoder.Config(
-        data_dir=tfds_dir, model_dir=model_dir, model="conv_autoencoder_tiny",
-        filters=(4, 8), convs_per_block=1, latent_dim=4, epochs=2, batch_size=64,
-        label_budgets=(10,), transfer_steps=2, transfer_batch_size=8,
-    ))
+    autoencoder.run(
+        autoencoder.Config(
+            data_dir=tfds_dir,
+            model_dir=model_dir,
+            model="conv_autoencoder_tiny",
+            filters=(4, 8),
+            convs_per_block=1,
+            latent_dim=4,
+            epochs=2,
+            batch_size=64,
+            label_budgets=(10,),
+            transfer_steps=2,
+            transfer_batch_size=8,
+            precision="float32",
+        )
+    )
     return model_dir
 
 
@@ -62,7 +108,7 @@ def idx_dir(tmp_path):
 
 
 def assert_encoder_reloads_frozen(model_dir, images):
-    """DESIGN.md's three ways to reload an encoder agree: zoo.load_encoder (frozen), TFSMLayer, tf.saved_model."""
+    """The three documented ways to reload an encoder agree: zoo.load_encoder (frozen), TFSMLayer, tf.saved_model."""
     import keras
 
     import zoo

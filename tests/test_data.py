@@ -24,8 +24,11 @@ def test_idx_with_bad_magic_is_named(tmp_path):
 
 
 def test_mnist_idx_reads_local_files_in_order(idx_dir, tfds_dir):
-    data = load_data(RecipeConfig(dataset="mnist_idx", manual_dir=idx_dir, data_dir=tfds_dir,
-                                  train_split="test[:20]", eval_split="test[20:]"))
+    data = load_data(
+        RecipeConfig(
+            dataset="mnist_idx", manual_dir=idx_dir, data_dir=tfds_dir, train_split="test[:20]", eval_split="test[20:]"
+        )
+    )
     assert data.image_shape == (28, 28, 1) and data.num_classes == 10
     np.testing.assert_array_equal(data.train_labels, np.arange(20) % 10)
     np.testing.assert_array_equal(data.eval_images[:, 0, 0, 0], np.arange(20, 30))  # file order kept
@@ -51,16 +54,19 @@ def test_any_tfds_image_dataset_through_mock_data(tmp_path):
     with tfds.testing.mock_data(num_examples=64):
         data = load_data(RecipeConfig(dataset="fashion_mnist", data_dir=str(tmp_path)))
         assert data.image_shape == (28, 28, 1)
-        (images, labels), = data.labelled_subsets([10], [0]).values()
+        ((images, labels),) = data.labelled_subsets([10], [0]).values()
         assert images.shape == (10, 28, 28, 1) and np.bincount(labels, minlength=10).tolist() == [1] * 10
         x, y = next(iter(data.pretrain_dataset(lambda i, l: (i, l), 16, seed=0)))
         assert x.shape == (16, 28, 28, 1) and x.dtype == "uint8"
 
 
-@pytest.mark.parametrize("name, match", [
-    ("mnistt", "no such TFDS dataset. Did you mean mnist"),
-    ("imdb_reviews", "need an 'image' \\(Image\\) and a 'label'"),
-])
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        ("mnistt", "no such TFDS dataset. Did you mean mnist"),
+        ("imdb_reviews", "need an 'image' \\(Image\\) and a 'label'"),
+    ],
+)
 def test_unusable_datasets_are_named(name, match, tmp_path):
     with pytest.raises(ZooError, match=match):
         load_data(RecipeConfig(dataset=name, data_dir=str(tmp_path)), prepare=False)

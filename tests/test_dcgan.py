@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import on_run_of
 
 import zoo
 from recipes import dcgan
@@ -15,14 +16,15 @@ from recipes.data import load_data
 from recipes.flow import make_strategy, precision
 from recipes.scoring import Scorer, frechet_distance
 from zoo.dcgan import DCGAN
-from conftest import assert_encoder_reloads_frozen
 
 SHAPE = (8, 8, 1)
 IMAGES = np.random.default_rng(0).integers(0, 256, (16, *SHAPE)).astype("uint8")
 
 
-@pytest.mark.parametrize("shape, features", [((8, 8, 1), 4 * 4 * 4 + 2 * 2 * 8), ((28, 28, 1), 4 * 4 * 4 + 4 * 4 * 8),
-                                             ((32, 32, 3), 4 * 4 * 4 + 4 * 4 * 8)])
+@pytest.mark.parametrize(
+    "shape, features",
+    [((8, 8, 1), 4 * 4 * 4 + 2 * 2 * 8), ((28, 28, 1), 4 * 4 * 4 + 4 * 4 * 8), ((32, 32, 3), 4 * 4 * 4 + 4 * 4 * 8)],
+)
 def test_shapes_follow_the_image(shape, features):
     model = zoo.build_model("dcgan_tiny", image_shape=shape)
     images = model.generate(model.noise(3))
@@ -45,7 +47,7 @@ def _one_step(strategy, weights):
         model.compile(learning_rate=1e-3)
     for optimizer in (model.optimizer, model.d_optimizer):
         if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            optimizer.dynamic_scale.assign(2.0 ** 8)  # from 2^15, a float16 overflow would skip the one step
+            optimizer.dynamic_scale.assign(2.0**8)  # from 2^15, a float16 overflow would skip the one step
     history = model.fit(IMAGES, batch_size=len(IMAGES), epochs=1, shuffle=False, verbose=0).history
     return history, _momenta(model.d_optimizer), _momenta(model.optimizer), model
 
@@ -74,7 +76,7 @@ def test_mixed_precision_scales_both_losses(fixed_noise):
     keras.utils.set_random_seed(0)
     weights = zoo.build_model("dcgan_tiny", image_shape=SHAPE, batch_norm=False).get_weights()
     _, full_d, full_g, _ = _one_step(tf.distribute.get_strategy(), weights)
-    with precision(True):
+    with precision("mixed_float16"):
         history, mixed_d, mixed_g, model = _one_step(tf.distribute.get_strategy(), weights)
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     assert isinstance(model.d_optimizer, keras.optimizers.LossScaleOptimizer)
@@ -94,8 +96,13 @@ def test_resume_restores_both_optimizers(tmp_path):
         keras.utils.set_random_seed(0)
         model = zoo.build_model("dcgan_tiny", image_shape=SHAPE, d_steps=2)
         model.compile()
-        model.fit(IMAGES, batch_size=8, epochs=3, verbose=0,
-                  callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path / "backup")), *callbacks])
+        model.fit(
+            IMAGES,
+            batch_size=8,
+            epochs=3,
+            verbose=0,
+            callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path / "backup")), *callbacks],
+        )
         return model
 
     with pytest.raises(RuntimeError, match="killed"):
@@ -133,7 +140,7 @@ def test_scorer_separates_real_from_noise(tfds_dir):
     real = scorer.statistics(data.eval_images)
     train_images, _ = data.train_arrays()
     noise = np.random.default_rng(0).integers(0, 256, (len(data.eval_images), *data.image_shape)).astype("uint8")
-    real_vs_real = scorer.score(train_images[:len(data.eval_images)], real)["frechet_distance"]
+    real_vs_real = scorer.score(train_images[: len(data.eval_images)], real)["frechet_distance"]
     real_vs_noise = scorer.score(noise, real)
     same = scorer.score(data.eval_images, real)["frechet_distance"]
     assert abs(same) < 1e-6 * real_vs_noise["frechet_distance"]  # the eval images against themselves
@@ -142,39 +149,24 @@ def test_scorer_separates_real_from_noise(tfds_dir):
     assert 1.0 <= real_vs_noise["classifier_score"] <= data.num_classes
 
 
-@pytest.fixture(scope="module")
-def gan_run(tfds_dir, tmp_path_factory):
-    config = dcgan.Config(
-        data_dir=tfds_dir, model_dir=str(tmp_path_factory.mktemp("dcgan") / "run"), model="dcgan_tiny",
-        epochs=2, batch_size=64, label_budgets=(10,), transfer_steps=2, transfer_batch_size=8,
-        scorer_epochs=1, score_samples=100,
-    )
-    return config, dcgan.run(config)
-
-
-def test_recipe_end_to_end(gan_run):
-    config, metrics = gan_run
+@on_run_of("dcgan")
+def test_recipe_scores_every_epoch_and_the_end(finished_run):
+    config, metrics = finished_run("dcgan")
     d = config.model_dir
-    assert {"encoder", "encoder.keras", "model", "model.keras", "manifest.json", "metrics.json", "flags.txt"} <= set(
-        os.listdir(d))
-    assert {"curves.png", "samples.png", "interpolation.png", "transfer.png"} <= set(os.listdir(f"{d}/figures"))
+    assert {"samples.png", "interpolation.png"} <= set(os.listdir(f"{d}/figures"))
     assert sorted(os.listdir(f"{d}/figures/epochs")) == ["epoch_001.png", "epoch_002.png"]
     assert os.listdir(f"{d}/logs/scores")  # the per-epoch scores, for TensorBoard
     pre = metrics["pretrain"]
     for key in ("d_loss", "g_loss", "frechet_distance", "frechet_distance_train_vs_eval", "classifier_score"):
         assert np.isfinite(pre[key] if key.startswith(("frechet", "classifier")) else pre[f"eval_{key}"]), key
-    assert len(pre["class_histogram"]) == 10 and sum(pre["class_histogram"]) == 100
+    assert len(pre["class_histogram"]) == 10 and sum(pre["class_histogram"]) == config.score_samples
     with open(os.path.join(d, "manifest.json")) as f:
         assert "discriminator" in json.load(f)["encoder"]["features"]
 
 
-def test_encoder_reloads_frozen_three_ways(gan_run):
-    d = gan_run[0].model_dir
-    assert_encoder_reloads_frozen(d, IMAGES)
-
-
-def test_generator_endpoints_return_uint8_images(gan_run):
-    d = gan_run[0].model_dir
+@on_run_of("dcgan")
+def test_generator_endpoints_return_uint8_images(finished_run):
+    d = finished_run("dcgan")[0].model_dir
     generator = tf.saved_model.load(f"{d}/model")
     model = keras.saving.load_model(f"{d}/model.keras")
     z = np.random.default_rng(0).standard_normal((4, model.latent_dim)).astype("float32")
@@ -186,8 +178,10 @@ def test_generator_endpoints_return_uint8_images(gan_run):
     np.testing.assert_array_equal(first, generator.sample(n=tf.constant(5), seed=tf.constant(3)))
 
 
-def test_scorer_dir_must_be_a_classifier_run(gan_run, tmp_path):
-    config = gan_run[0].replace(scorer_dir=gan_run[0].model_dir, model_dir=str(tmp_path / "run"))
+@on_run_of("dcgan")
+def test_scorer_dir_must_be_a_classifier_run(finished_run, tmp_path):
+    config, _ = finished_run("dcgan")
+    config = config.replace(scorer_dir=config.model_dir, model_dir=str(tmp_path / "run"))
     with pytest.raises(zoo.ZooError, match="--scorer_dir=.*not a cnn_classifier run"):
         dcgan.run(config)
     assert os.listdir(tmp_path) == []  # stopped before any work: no artifact, no staging directory
@@ -200,8 +194,9 @@ def test_scorer_loads_a_classifier_run(tmp_path, tfds_dir):
     with open(tmp_path / "manifest.json", "w") as f:
         json.dump({"family": "cnn_classifier", "input": {"shape": list(data.image_shape)}}, f)
     scorer = Scorer.load(str(tmp_path), data)
-    np.testing.assert_allclose(scorer.predict(data.eval_images[:5]),
-                               np.argmax(classifier.predict(data.eval_images[:5], verbose=0), -1))
+    np.testing.assert_allclose(
+        scorer.predict(data.eval_images[:5]), np.argmax(classifier.predict(data.eval_images[:5], verbose=0), -1)
+    )
     with open(tmp_path / "manifest.json", "w") as f:
         json.dump({"family": "cnn_classifier", "input": {"shape": [28, 28, 1]}}, f)
     with pytest.raises(zoo.ZooError, match=r"takes \(28, 28, 1\) images, the dataset has \(8, 8, 1\)"):

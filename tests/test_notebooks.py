@@ -38,9 +38,14 @@ TINY_PARAMETERS = {
     "SCORER_EPOCHS": 1,
     "SCORE_SAMPLES": 50,
 }
-TINY_MODELS = {"autoencoder.ipynb": "conv_autoencoder_tiny", "use_saved_encoder.ipynb": "conv_autoencoder_tiny",
-               "cnn_classifier.ipynb": "cnn_classifier_tiny", "vae.ipynb": "conv_vae_tiny",
-               "dcgan.ipynb": "dcgan_tiny", "simclr.ipynb": "simclr_tiny"}
+TINY_MODELS = {
+    "autoencoder.ipynb": "conv_autoencoder_tiny",
+    "use_saved_encoder.ipynb": "conv_autoencoder_tiny",
+    "cnn_classifier.ipynb": "cnn_classifier_tiny",
+    "vae.ipynb": "conv_vae_tiny",
+    "dcgan.ipynb": "dcgan_tiny",
+    "simclr.ipynb": "simclr_tiny",
+}
 SIZE_FREE = {"DATASET", "FAMILIES", "SOURCE_CLASSES", "TARGET_CLASSES", "UNFREEZE_TOP", "BETA", "TEMPERATURE"}
 
 
@@ -92,8 +97,12 @@ def test_notebook_is_committed_stripped(name):
 def test_notebook_runs(name, tmp_path, tfds_dir, kernel):
     path = os.path.join(REPO, "notebooks", name)
     defined = papermill.inspect_notebook(path)
-    available = {**TINY_PARAMETERS, "DATA_DIR": tfds_dir, "MODEL_DIR": str(tmp_path / "model_dir"),
-                 "RUNS_DIR": str(tmp_path / "runs")}
+    available = {
+        **TINY_PARAMETERS,
+        "DATA_DIR": tfds_dir,
+        "MODEL_DIR": str(tmp_path / "model_dir"),
+        "RUNS_DIR": str(tmp_path / "runs"),
+    }
     if name in TINY_MODELS:
         available["MODEL"] = TINY_MODELS[name]
     unknown = sorted(set(defined) - set(available) - SIZE_FREE)
@@ -101,12 +110,22 @@ def test_notebook_runs(name, tmp_path, tfds_dir, kernel):
 
     parameters = {key: value for key, value in available.items() if key in defined}
     try:
-        papermill.execute_notebook(path, str(tmp_path / name), parameters=parameters, kernel_name=kernel, cwd=REPO,
-                                   progress_bar=False, execution_timeout=600)
+        papermill.execute_notebook(
+            path,
+            str(tmp_path / name),
+            parameters=parameters,
+            kernel_name=kernel,
+            cwd=REPO,
+            progress_bar=False,
+            execution_timeout=600,
+        )
         return
     except papermill.PapermillExecutionError as e:
         error = e
     traceback = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error.traceback))  # without the terminal colours
-    pytest.fail(f"{name}: the cell run as In [{error.exec_count}] raised {error.ename}: {error.evalue}\n"
-                f"tiny parameters: {json.dumps(parameters)}\n--- cell ---\n{error.source}\n"
-                f"--- traceback ---\n{traceback[-4000:]}", pytrace=False)
+    pytest.fail(
+        f"{name}: the cell run as In [{error.exec_count}] raised {error.ename}: {error.evalue}\n"
+        f"tiny parameters: {json.dumps(parameters)}\n--- cell ---\n{error.source}\n"
+        f"--- traceback ---\n{traceback[-4000:]}",
+        pytrace=False,
+    )

@@ -47,8 +47,14 @@ json.dump({{"tfsm": np.asarray(layer(images)).tolist(),
             "tf": loaded.serve(tf.constant(images)).numpy().tolist(),
             "frozen_weights": len(layer.trainable_weights)}}, sys.stdout)
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=str(tmp_path),
-                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     expected = zoo.load_encoder(trained_dir)(IMAGES, training=False)
@@ -75,7 +81,9 @@ def test_training_the_head_leaves_the_frozen_encoder_bit_identical(trained_dir):
     head_before = model.get_layer("head_logits").kernel.numpy().copy()
     model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     images = np.random.default_rng(1).integers(0, 256, (64, 8, 8, 1)).astype("uint8")
-    model.fit(labelled_dataset(images, np.arange(64) % 10, 16, seed=0), steps_per_epoch=10, epochs=1, shuffle=False, verbose=0)
+    model.fit(
+        labelled_dataset(images, np.arange(64) % 10, 16, seed=0), steps_per_epoch=10, epochs=1, shuffle=False, verbose=0
+    )
 
     assert not np.array_equal(model.get_layer("head_logits").kernel.numpy(), head_before)  # the head trained
     for w in encoder.weights:
@@ -84,7 +92,9 @@ def test_training_the_head_leaves_the_frozen_encoder_bit_identical(trained_dir):
     # Control: the same training on an unfrozen encoder does move its BatchNorm statistics.
     encoder.trainable = True
     model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(labelled_dataset(images, np.arange(64) % 10, 16, seed=0), steps_per_epoch=2, epochs=1, shuffle=False, verbose=0)
+    model.fit(
+        labelled_dataset(images, np.arange(64) % 10, 16, seed=0), steps_per_epoch=2, epochs=1, shuffle=False, verbose=0
+    )
     assert any(not np.array_equal(w.numpy(), before[w.path]) for w in moving)
 
 
@@ -109,7 +119,7 @@ def test_load_encoder_on_missing_or_corrupt_dirs(trained_dir, tmp_path):
 
 
 def test_recalibration_sets_trainable_batchnorm_and_leaves_frozen_layers_alone(trained_dir):
-    from recipes.transfer import recalibrate_batchnorm
+    from recipes.downstream import recalibrate_batchnorm
 
     encoder = zoo.load_encoder(trained_dir, trainable=False)
     before = {w.path: w.numpy().copy() for w in encoder.weights}

@@ -2,21 +2,18 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import on_run_of
 
 import zoo
-from recipes import vae
+from recipes import flow, vae
 from recipes.flow import make_strategy, precision
 from zoo.vae import VAE, Sampling
-from conftest import assert_encoder_reloads_frozen
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (8, 8, 1)
 IMAGES = np.random.default_rng(0).integers(0, 256, (16, *SHAPE)).astype("uint8")
 
@@ -102,97 +99,53 @@ def test_mixed_precision_scales_the_loss_and_matches_float32(no_noise):
 
     weights = build().get_weights()
     sgd = lambda: keras.optimizers.SGD(1e-2)  # noqa: E731
-    scaled = lambda: keras.optimizers.LossScaleOptimizer(sgd(), initial_scale=2.0 ** 8)  # noqa: E731
+    scaled = lambda: keras.optimizers.LossScaleOptimizer(sgd(), initial_scale=2.0**8)  # noqa: E731
     _, full, _ = _one_step(build, tf.distribute.get_strategy(), weights, sgd)
-    with precision(True):
+    with precision("mixed_float16"):
         history, mixed, model = _one_step(build, tf.distribute.get_strategy(), weights, scaled)
         assert model.posterior.get_layer("enc_dense0").compute_dtype == "float16"
         recipe_model = build()
-        vae.RECIPE.compile(recipe_model, vae.Config())
+        vae.RECIPE.compile(flow.Run(vae.Config(), None, None, None), recipe_model)
         assert isinstance(recipe_model.optimizer, keras.optimizers.LossScaleOptimizer)
     assert np.isfinite(history["loss"][0])
     for a, b in zip(mixed, full):  # a loss scaled but not unscaled (or never scaled) is off by 256x
         np.testing.assert_allclose(a, b, rtol=0.05, atol=0.02 * np.abs(b).max() + 1e-7)
 
 
-def test_keras_file_reloads_in_a_fresh_process_without_custom_objects(tmp_path):
+def test_posterior_mean_stays_shared_after_a_keras_round_trip(tmp_path):
     model = zoo.build_model("conv_vae_tiny", image_shape=SHAPE)
-    model.compile(optimizer="adam")
-    model.fit(IMAGES, batch_size=8, epochs=1, verbose=0)
     model.save(str(tmp_path / "vae.keras"))
-    z = np.random.default_rng(1).standard_normal((4, model.latent_dim)).astype("float32")
-    np.save(tmp_path / "images.npy", IMAGES)
-    np.save(tmp_path / "z.npy", z)
-    script = f"""
-import json, keras, numpy as np
-import zoo  # registers the VAE classes; no custom_objects
-model = keras.saving.load_model({str(tmp_path / "vae.keras")!r})
-images, z = np.load({str(tmp_path / "images.npy")!r}), np.load({str(tmp_path / "z.npy")!r})
-shared = model.get_layer("encoder").layers[-1] is model.posterior.get_layer("mean")
-print(json.dumps({{"features": np.asarray(model.get_layer("encoder")(images)).tolist(),
-                   "generated": np.asarray(model.generate(z)).tolist(), "shared": shared,
-                   "type": type(model).__name__, "weights": len(model.weights)}}))
-"""
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO,
-                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["type"] == "VAE" and result["shared"] and result["weights"] == len(model.weights)
-    np.testing.assert_allclose(result["features"], model.get_layer("encoder")(IMAGES), rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(result["generated"], model.generate(z))
+    reloaded = keras.saving.load_model(str(tmp_path / "vae.keras"))
+    assert isinstance(reloaded, VAE)
+    assert reloaded.get_layer("encoder").layers[-1] is reloaded.posterior.get_layer("mean")
 
 
-@pytest.fixture(scope="module")
-def vae_run(tfds_dir, tmp_path_factory):
-    config = vae.Config(
-        data_dir=tfds_dir, model_dir=str(tmp_path_factory.mktemp("vae") / "run"), model="conv_vae_tiny",
-        filters=(4, 8), convs_per_block=1, latent_dim=3, epochs=1, batch_size=64,
-        label_budgets=(10, 20), transfer_steps=2, transfer_batch_size=8, iw_samples=3,
-    )
-    return config, vae.run(config)
-
-
-def test_recipe_end_to_end(vae_run):
-    config, metrics = vae_run
+@on_run_of("vae")
+def test_recipe_reports_the_elbo_and_the_likelihood_bound(finished_run):
+    config, metrics = finished_run("vae")
     d = config.model_dir
-    assert {"encoder", "encoder.keras", "model", "model.keras", "manifest.json", "metrics.json", "flags.txt"} <= set(
-        os.listdir(d))
-    assert {"curves.png", "samples.png", "reconstructions.png", "interpolation.png", "latent.png",
-            "transfer.png"} <= set(os.listdir(f"{d}/figures"))
+    assert {"samples.png", "reconstructions.png", "interpolation.png", "latent.png"} <= set(os.listdir(f"{d}/figures"))
     pre = metrics["pretrain"]
-    assert pre["iw_samples"] == 3 and np.isfinite(pre["eval_nll"]) and pre["eval_nll"] > 0
+    assert pre["iw_samples"] == config.iw_samples and np.isfinite(pre["eval_nll"]) and pre["eval_nll"] > 0
     np.testing.assert_allclose(pre["eval_elbo"], -(pre["eval_reconstruction"] + pre["eval_kl"]), rtol=1e-6)
-    assert [row["labels"] for row in metrics["transfer"]] == [10, 20]
+    # The importance-weighted bound is no looser than the ELBO, up to the noise of a few samples.
+    assert pre["eval_nll"] <= -pre["eval_elbo"] * 1.05
     with open(os.path.join(d, "manifest.json")) as f:
-        manifest = json.load(f)
-    assert manifest["family"] == "vae" and manifest["encoder"]["output_dim"] == 3
-    assert "posterior mean" in manifest["encoder"]["features"]
+        assert "posterior mean" in json.load(f)["encoder"]["features"]
 
 
-def test_encoder_reloads_frozen_three_ways(vae_run):
-    d = vae_run[0].model_dir
-    assert_encoder_reloads_frozen(d, IMAGES)
-
-
-def test_decoder_endpoints_return_uint8_images(vae_run):
-    d = vae_run[0].model_dir
+@on_run_of("vae")
+def test_decoder_endpoints_return_uint8_images(finished_run):
+    config, _ = finished_run("vae")
+    d = config.model_dir
+    latent_dim = config.latent_dim or zoo.get_entry(config.model).config()["latent_dim"]
     generator = tf.saved_model.load(f"{d}/model")
     model = keras.saving.load_model(f"{d}/model.keras")
     assert isinstance(model, VAE)
-    z = np.random.default_rng(0).standard_normal((4, 3)).astype("float32")
+    z = np.random.default_rng(0).standard_normal((4, latent_dim)).astype("float32")
     images = generator.serve(tf.constant(z))
     assert images.dtype == tf.uint8 and images.shape == (4, *SHAPE)
     np.testing.assert_array_equal(images, model.generate(z))
     first = generator.sample(n=tf.constant(6), seed=tf.constant(7))
     assert first.dtype == tf.uint8 and first.shape == (6, *SHAPE)
     np.testing.assert_array_equal(first, generator.sample(n=tf.constant(6), seed=tf.constant(7)))
-
-
-@pytest.mark.parametrize("change, message", [
-    (dict(likelihood="poisson"), "--likelihood"),
-    (dict(iw_samples=0), "--iw_samples"),
-    (dict(beta=-1.0), "--beta"),
-])
-def test_config_rules_name_the_flag(change, message):
-    with pytest.raises(zoo.ZooError, match=message):
-        vae.Config(**change).validate()

@@ -1,0 +1,158 @@
+"""The contract every registered model keeps, parametrised over `zoo.list_models(include_tiny=True)`:
+it builds for any image shape, saves and reloads exactly (also in a fresh process), every trainable
+weight learns, and the default build's size is pinned. The registry explains mistakes."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from conftest import REPO
+
+import zoo
+
+ALL_MODELS = zoo.list_models(include_tiny=True)
+SHAPES = [(8, 8, 1), (28, 28, 1), (32, 32, 3)]
+
+# Parameters of each default build for 28x28x1 images: an architecture changed by accident fails here.
+PARAMETERS = {
+    "cnn_classifier": 75306,
+    "cnn_classifier_tiny": 1246,
+    "conv_autoencoder": 329537,
+    "conv_autoencoder_tiny": 3317,
+    "conv_vae": 176930,
+    "conv_vae_tiny": 2534,
+    "dcgan": 923586,
+    "dcgan_tiny": 6302,
+    "dense_autoencoder": 419120,
+    "dense_autoencoder_tiny": 26036,
+    "dense_vae": 1079601,
+    "dense_vae_tiny": 26005,
+    "simclr": 143584,
+    "simclr_tiny": 504,
+}
+
+
+def _images(shape, n=4, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, *shape)).astype("uint8")
+
+
+def test_every_registered_model_has_a_pinned_size():
+    assert sorted(PARAMETERS) == ALL_MODELS
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_default_build_has_the_pinned_parameter_count(name):
+    assert zoo.build_model(name, image_shape=(28, 28, 1)).count_params() == PARAMETERS[name]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_builds_for_any_image_shape(name, shape):
+    model = zoo.build_model(name, image_shape=shape)
+    encoder = model.get_layer("encoder")
+    assert encoder.input.dtype == "uint8" and tuple(encoder.input.shape[1:]) == shape
+    features = np.asarray(encoder(_images(shape), training=False))
+    assert features.shape[0] == 4 and features.ndim == 2 and np.all(np.isfinite(features))
+    assert np.all(np.isfinite(np.asarray(model(_images(shape), training=False))))
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_MODELS if zoo.get_entry(n).tiny])
+def test_every_trainable_weight_learns(name):
+    """One training step moves every trainable weight: none is left out of the loss."""
+    keras.utils.set_random_seed(0)
+    model = zoo.build_model(name, image_shape=(8, 8, 1))
+    images = _images((8, 8, 1), n=16)
+    if type(model).train_step is keras.Model.train_step:  # functional: a loss on its output
+        outputs = model(images)
+        targets = np.zeros(outputs.shape[0], "int64") if outputs.shape[-1] == 10 else images / 255.0
+        loss = "sparse_categorical_crossentropy" if outputs.shape[-1] == 10 else "mse"
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss)
+        fit = lambda: model.fit(images, targets, batch_size=16, epochs=1, verbose=0)  # noqa: E731
+    else:  # its own train_step and loss
+        model.compile()
+        fit = lambda: model.fit(images, batch_size=16, epochs=1, verbose=0)  # noqa: E731
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    fit()
+    still = [w.path for w, b in zip(model.trainable_weights, before) if np.array_equal(w.numpy(), b)]
+    assert model.trainable_weights and not still, f"no gradient reached {still}"
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_keras_file_round_trip(name, tmp_path):
+    model = zoo.build_model(name, image_shape=(8, 8, 1))
+    images = _images((8, 8, 1))
+    path = str(tmp_path / f"{name}.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)  # no custom_objects
+    assert type(reloaded) is type(model) and len(reloaded.weights) == len(model.weights)
+    np.testing.assert_allclose(reloaded(images, training=False), model(images, training=False), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        reloaded.get_layer("encoder")(images), model.get_layer("encoder")(images), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_keras_files_reload_in_a_fresh_process(tmp_path):
+    """Functional models load where zoo cannot be imported; registered Model classes (their own
+    train_step) need only `import zoo`, never custom_objects. Outputs match this process's."""
+    images = _images((8, 8, 1))
+    np.save(tmp_path / "images.npy", images)
+    expected = {}
+    for name in ALL_MODELS:
+        model = zoo.build_model(name, image_shape=(8, 8, 1))
+        functional = type(model).__module__.startswith("keras.")
+        model.save(str(tmp_path / f"{'plain' if functional else 'zoo'}-{name}.keras"))
+        expected[name] = np.asarray(model.get_layer("encoder")(images))
+    script = """
+import glob, json, os, sys
+import keras, numpy as np
+images = np.load("images.npy")
+out = {}
+for with_zoo in (False, True):
+    if with_zoo:
+        del sys.modules["zoo"]
+        import zoo  # noqa: F401  (registers the zoo's Model classes)
+    else:
+        sys.modules["zoo"] = None
+    for path in sorted(glob.glob(("zoo" if with_zoo else "plain") + "-*.keras")):
+        name = os.path.basename(path)[:-6].split("-", 1)[1]
+        out[name] = np.asarray(keras.saving.load_model(path).get_layer("encoder")(images)).tolist()
+print(json.dumps(out))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    reloaded = __import__("json").loads(done.stdout.strip().splitlines()[-1])
+    assert sorted(reloaded) == ALL_MODELS
+    for name in ALL_MODELS:
+        np.testing.assert_allclose(reloaded[name], expected[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_registry_lists_families_and_hides_tiny_variants():
+    assert set(zoo.list_families()) == {zoo.get_entry(n).family for n in ALL_MODELS}
+    assert "conv_autoencoder" in zoo.list_models(family="autoencoder")
+    assert "conv_autoencoder_tiny" not in zoo.list_models()
+    assert all(zoo.get_entry(n).tiny == n.endswith("_tiny") for n in ALL_MODELS)
+    families = {zoo.get_entry(n).family for n in ALL_MODELS}
+    assert all(any(zoo.get_entry(n).tiny for n in zoo.list_models(family=f, include_tiny=True)) for f in families)
+
+
+def test_unknown_model_lists_the_valid_ones():
+    with pytest.raises(zoo.ZooError) as err:
+        zoo.build_model("conv_autoencodr")
+    message = str(err.value)
+    assert "Did you mean 'conv_autoencoder'" in message and "dense_autoencoder" in message
+    assert "\n" not in message
+
+
+def test_unknown_hyperparameter_is_named():
+    with pytest.raises(zoo.ZooError, match="no hyperparameter 'latnt_dim'.*latent_dim"):
+        zoo.build_model("dense_autoencoder", latnt_dim=3)

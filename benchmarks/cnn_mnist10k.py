@@ -1,6 +1,7 @@
-"""CNN classifier on the MNIST-10k protocol (../shared/PROTOCOL.md), side by side with plain Keras.
+"""CNN classifier on the MNIST-10k protocol (benchmarks/README.md), side by side with plain Keras.
 
-    python benchmarks/cnn_mnist10k.py
+    python benchmarks/cnn_mnist10k.py                                   # TFDS mnist
+    python benchmarks/cnn_mnist10k.py --manual_dir=/path/to/mnist-10k   # offline, local IDX files
 
 1. Time to accuracy: train on the pool (images 0-7,999, all 10 classes), evaluate
    on images 8,000-9,999 after every epoch; training seconds (evaluation excluded)
@@ -13,28 +14,32 @@
 3. Transfer: digits 0-4 -> 5-9, N = 100 and 1,000, frozen / finetune / scratch, 3 seeds.
 """
 
-import os
-import sys
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import app, flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import zoo
+from protocol import SPLITS, protocol_dataset, quiet_logging
+from recipes import cnn_classifier, flow
+from recipes.data import load_data
+from recipes.downstream import walk_layers
 
-import zoo  # noqa: E402
-from recipes import cnn_classifier  # noqa: E402
-from recipes.data import load_data  # noqa: E402
-from recipes.transfer import walk_layers  # noqa: E402
-
-MNIST_10K = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist-10k")
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("epochs", 15, "Epochs for the time-to-accuracy runs.")
 flags.DEFINE_float("target", 0.99, "Eval accuracy to reach.")
+flags.DEFINE_string(
+    "dataset", "", "TFDS dataset holding the protocol's images (default: mnist_idx with --manual_dir, else mnist)."
+)
 flags.DEFINE_string("data_dir", "", "TFDS data dir.")
-flags.DEFINE_string("manual_dir", MNIST_10K, "Directory of the MNIST-10k IDX files.")
+flags.DEFINE_string(
+    "manual_dir",
+    "",
+    "Directory of the MNIST test set's IDX files (t10k-images-idx3-ubyte.gz, "
+    "t10k-labels-idx1-ubyte.gz): read offline with --dataset=mnist_idx.",
+)
 flags.DEFINE_boolean("transfer", True, "Also run the 0-4 -> 5-9 transfer table.")
 
 
@@ -60,12 +65,18 @@ class TimeToAccuracy(keras.callbacks.Callback):
 
 
 def seed_style_cnn():
-    return keras.Sequential([
-        keras.Input((28, 28, 1)),
-        keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.MaxPooling2D(),
-        keras.layers.Flatten(), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(64, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
 
 
 def forward_flops(model):
@@ -89,15 +100,22 @@ def matmul_peak(n=2048, repeats=20):
     for _ in range(repeats):
         out = step(a)
     out.numpy()
-    return 2 * n ** 3 * repeats / (time.perf_counter() - start)
+    return 2 * n**3 * repeats / (time.perf_counter() - start)
 
 
 def main(argv):
-    logging.set_verbosity(logging.WARNING)
+    quiet_logging()
     config = cnn_classifier.Config(
-        dataset="mnist_idx", manual_dir=FLAGS.manual_dir, train_split="test[:8000]", eval_split="test[8000:]",
-        data_dir=FLAGS.data_dir, label_budgets=(100, 1000), transfer_repeats=3, overwrite=True,
-        model_dir="/tmp/zoo-benchmarks/cnn_classifier", source_classes="", target_classes="",
+        dataset=protocol_dataset(FLAGS.dataset, FLAGS.manual_dir),
+        manual_dir=FLAGS.manual_dir,
+        **SPLITS,
+        data_dir=FLAGS.data_dir,
+        label_budgets=(100, 1000),
+        transfer_repeats=3,
+        overwrite=True,
+        model_dir="/tmp/zoo-benchmarks/cnn_classifier",
+        source_classes="",
+        target_classes="",
     )
     data = load_data(config)
     images, labels = data.train_arrays()
@@ -112,24 +130,34 @@ def main(argv):
 
     keras.utils.set_random_seed(0)
     recipe = cnn_classifier.RECIPE
-    ours = zoo.build_model("cnn_classifier", **recipe.model_config(config, data.image_shape, data.num_classes))
-    recipe.compile(ours, config)
+    run = flow.prepare(recipe, config)
+    ours = zoo.build_model("cnn_classifier", **run.model_config)
+    recipe.compile(run, ours)
     tta = TimeToAccuracy(data.eval_images, data.eval_labels, FLAGS.target, scale=False)
-    ours.fit(data.pretrain_dataset(lambda x, y: (x, y), config.batch_size, 0), epochs=FLAGS.epochs, verbose=0,
-             shuffle=False, callbacks=[tta])
+    ours.fit(
+        data.pretrain_dataset(lambda x, y: (x, y), config.batch_size, 0),
+        epochs=FLAGS.epochs,
+        verbose=0,
+        shuffle=False,
+        callbacks=[tta],
+    )
     results["zoo cnn_classifier, recipe pipeline"] = (tta, forward_flops(ours), len(images))
 
     peak = matmul_peak()
     print(f"\nfp32 matmul peak measured here: {peak / 1e9:.1f} GFLOP/s")
-    print(f"| model | eval acc after {FLAGS.epochs} epochs | best | epochs, train s to {FLAGS.target:.1%} | "
-          "images/s (median epoch) | share of fp32 peak |")
+    print(
+        f"| model | eval acc after {FLAGS.epochs} epochs | best | epochs, train s to {FLAGS.target:.1%} | "
+        "images/s (median epoch) | share of fp32 peak |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     rates = {}
     for name, (tta, flops, n) in results.items():
         rates[name] = n / float(np.median(tta.epoch_seconds[1:]))
         reached = f"{tta.reached[0]}, {tta.reached[1]:.0f} s" if tta.reached else "never"
-        print(f"| {name} | {tta.accuracies[-1]:.2%} | {max(tta.accuracies):.2%} | {reached} | "
-              f"{rates[name]:.0f} | {3 * flops * rates[name] / peak:.1%} |")
+        print(
+            f"| {name} | {tta.accuracies[-1]:.2%} | {max(tta.accuracies):.2%} | {reached} | "
+            f"{rates[name]:.0f} | {3 * flops * rates[name] / peak:.1%} |"
+        )
     a, b = rates.values()
     print(f"throughput ratio, zoo / plain Keras: {b / a:.2f}")
 
@@ -138,8 +166,13 @@ def main(argv):
         print("\n| labels (digits 5-9) | frozen | finetune | scratch = small CNN from scratch |")
         print("| ---: | ---: | ---: | ---: |")
         for row in metrics["transfer"]:
-            print(f"| {row['labels']} | " + " | ".join(
-                f"{100 * row[k]:.1f} ± {100 * row['std'][k]:.1f}" for k in ("frozen", "finetune", "scratch")) + " |")
+            print(
+                f"| {row['labels']} | "
+                + " | ".join(
+                    f"{100 * row[k]:.1f} ± {100 * row['std'][k]:.1f}" for k in ("frozen", "finetune", "scratch")
+                )
+                + " |"
+            )
         print(f"recipe wall time {metrics['wall_seconds']:.0f} s")
 
 

@@ -1,60 +1,68 @@
-"""What the family benchmarks share: the MNIST-10k protocol (../shared/PROTOCOL.md),
-the reference CNN, side-by-side timing and the Markdown transfer table."""
+"""What the family benchmarks share: the MNIST-10k protocol (benchmarks/README.md),
+the reference CNN, side-by-side timing, the Markdown transfer table and the one
+`main` that four of the five benchmarks run.
 
-import os
+The protocol: the 10,000 images of MNIST's test set, the first 8,000 to pretrain on
+and draw labelled examples from, the last 2,000 to evaluate on. Where they come from:
+TFDS `mnist` by default (downloaded once), or `mnist_idx` with `--manual_dir=DIR`,
+a local folder holding t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz
+(no network). An explicit `--dataset` is always respected.
+"""
+
+import dataclasses
+import json
 import sys
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
-from absl import flags
+from absl import app, flags, logging
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import zoo
+from recipes.config import define_flags, from_flags
 
-import zoo  # noqa: E402
-from recipes import flow  # noqa: E402
-from recipes.config import from_flags  # noqa: E402
-from recipes.data import load_data  # noqa: E402
-from recipes.transfer import Downstream  # noqa: E402
+FLAGS = flags.FLAGS
+SPLITS = dict(train_split="test[:8000]", eval_split="test[8000:]")
+PROTOCOL = dict(**SPLITS, label_budgets=(100, 1000), transfer_repeats=3, seed=0, overwrite=True)
 
-MNIST_10K = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist-10k")
-PROTOCOL = dict(
-    dataset="mnist_idx", manual_dir=MNIST_10K, train_split="test[:8000]", eval_split="test[8000:]",
-    label_budgets=(100, 1000), transfer_repeats=3, seed=0, overwrite=True,
-)
+
+def protocol_dataset(dataset, manual_dir):
+    """The TFDS dataset holding the protocol's images: `dataset` when given, else `mnist_idx`
+    reading the IDX files in `manual_dir` when that is given (offline), else `mnist`."""
+    if dataset:
+        return dataset
+    return "mnist_idx" if manual_dir else "mnist"
+
+
+def quiet_logging():
+    """Warnings only, unless --verbosity is given: TFDS logs every file it opens at INFO."""
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
 
 
 def protocol_config(Config, family):
     """The recipe's config from the flags, the protocol filling every flag not given."""
     config = from_flags(Config)
     for name, value in PROTOCOL.items():
-        if not flags.FLAGS[name].present:
+        if not FLAGS[name].present:
             config = config.replace(**{name: value})
-    if not flags.FLAGS["model_dir"].present:
+    if not FLAGS["dataset"].present:
+        config = config.replace(dataset=protocol_dataset("", config.manual_dir))
+    if not FLAGS["model_dir"].present:
         config = config.replace(model_dir=f"/tmp/zoo-benchmarks/{family}")
     return config
 
 
-def reference_cnn(config):
-    """The common reference: the zoo's small CNN from scratch on the same draws, head and steps."""
-    data = load_data(config)
-    seeds = [config.seed + i for i in range(config.transfer_repeats)]
-    subsets = data.labelled_subsets(config.label_budgets, seeds)
-    downstream = Downstream(config, data, flow.make_strategy(config.strategy))
-    build = lambda: zoo.build_model("cnn_classifier", image_shape=data.image_shape,  # noqa: E731
-                                    num_classes=data.num_classes).get_layer("encoder")
-    return {n: [downstream.scratch(*subsets[(n, s)], s, build) for s in seeds] for n in config.label_budgets}
-
-
-def print_table(metrics, reference):
-    """The transfer table as Markdown, mean ± std over seeds, in %."""
-    print("| labels | frozen | finetune | scratch (same arch) | small CNN from scratch |")
-    print("| ---: | ---: | ---: | ---: | ---: |")
+def print_table(metrics):
+    """The transfer table as Markdown, mean ± std over seeds, in %; the columns the run scored."""
+    kinds = [k for k in ("frozen", "finetune", "knn", "scratch", "reference") if k in metrics["transfer"][0]]
+    names = {"scratch": "scratch (same arch)", "reference": "small CNN from scratch"}
+    print("| labels | " + " | ".join(names.get(k, k) for k in kinds) + " |")
+    print("| ---: |" + " ---: |" * len(kinds))
     for row in metrics["transfer"]:
         std = row.get("std", {})
-        cells = [f"{100 * row[k]:.1f} ± {100 * std.get(k, 0):.1f}" for k in ("frozen", "finetune", "scratch")]
-        ref = np.array(reference.get(row["labels"], [np.nan]))
-        cells.append(f"{100 * ref.mean():.1f} ± {100 * ref.std():.1f}" if reference else "not run")
+        cells = [f"{100 * row[k]:.1f} ± {100 * std.get(k, 0):.1f}" for k in kinds]
         print(f"| {row['labels']} | " + " | ".join(cells) + " |")
 
 
@@ -74,13 +82,81 @@ def seeded_build(build, seed):
     return build()
 
 
-def recipe_model(recipe, config, data):
-    """The recipe's pretraining model for `config`, built under the seed and compiled as the recipe compiles it."""
-    model_config = recipe.model_config(config, data.image_shape, data.num_classes)
+def recipe_model(recipe, run):
+    """The recipe's pretraining model for `run` (from `flow.prepare`), built under the seed and
+    compiled as the recipe compiles it."""
 
     def build():
-        model = zoo.build_model(config.model, **model_config)
-        recipe.compile(model, config)
+        model = zoo.build_model(run.config.model, **run.model_config)
+        recipe.compile(run, model)
         return model
 
-    return seeded_build(build, config.seed)
+    return seeded_build(build, run.config.seed)
+
+
+def shown_values(config, fields):
+    """`name=value` for each field; a field not given shows the model's own value, from the manifest."""
+    manifest = json.loads((Path(config.model_dir) / "manifest.json").read_text())
+    model_config = manifest.get("model_config", {})
+    values = {k: getattr(config, k) if getattr(config, k) is not None else model_config.get(k) for k in fields}
+    return ", ".join(f"{k}={v}" for k, v in values.items())
+
+
+def benchmark_main(
+    recipe_module,
+    family,
+    shown_fields,
+    throughput=None,
+    extra=None,
+    *,
+    reference=True,
+    speed_help="Also compare training-step throughput with plain Keras.",
+    epochs=None,
+):
+    """Define the recipe's flags and the benchmark's own, then run the protocol and print its figures.
+
+    Args:
+      recipe_module: the recipe (`recipes.autoencoder`, ...): its `Config` and `run`.
+      family: names the default --model_dir, /tmp/zoo-benchmarks/<family>.
+      shown_fields: config fields printed beside the model's name above the table.
+      throughput: config -> the line(s) of the speed comparison; None: no --speed flag.
+      extra: metrics -> None, prints the family's own figures after the table.
+      reference: the default of --reference.
+      epochs: the default of --epochs, when the protocol's differs from the recipe's.
+    """
+    define_flags(recipe_module.Config)
+    FLAGS.set_default("dataset", "mnist")
+    FLAGS["dataset"].help = (
+        "TFDS dataset holding the protocol's images; when not given, mnist_idx if "
+        "--manual_dir is given (offline, local IDX files), else mnist."
+    )
+    if epochs is not None:
+        FLAGS.set_default("epochs", epochs)
+    FLAGS.set_default("reference", reference)
+    if throughput is not None:
+        flags.DEFINE_boolean("speed", True, speed_help)
+        flags.DEFINE_boolean("speed_only", False, "Only the throughput comparison.")
+    own = [f.name for f in dataclasses.fields(recipe_module.Config)] + ["reference", "speed", "speed_only"]
+    for name in own:  # so --help lists them as this program's own flags
+        if name in FLAGS:
+            FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
+
+    def main(argv):
+        quiet_logging()
+        config = protocol_config(recipe_module.Config, family)
+        if throughput is not None and FLAGS.speed_only:
+            print(throughput(config))
+            return
+        start = time.time()
+        metrics = recipe_module.run(config)
+        print(f"\n{config.model} ({shown_values(config, shown_fields)}; precision {metrics['precision']})")
+        print_table(metrics)
+        if extra is not None:
+            extra(metrics)
+        if throughput is not None and FLAGS.speed:
+            print(throughput(config))
+        print(
+            f"recipe wall time {metrics['wall_seconds']:.0f} s; with the speed comparison {time.time() - start:.0f} s"
+        )
+
+    app.run(main)

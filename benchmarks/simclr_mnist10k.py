@@ -1,6 +1,7 @@
-"""SimCLR on the MNIST-10k protocol (../shared/PROTOCOL.md).
+"""SimCLR on the MNIST-10k protocol (benchmarks/README.md).
 
     python benchmarks/simclr_mnist10k.py                    # the recipe's defaults, 60 epochs
+    python benchmarks/simclr_mnist10k.py --manual_dir=/path/to/mnist-10k   # offline, local IDX files
     python benchmarks/simclr_mnist10k.py --temperature=0.5 --epochs=20
 
 Pretrains contrastively on images 0-7,999 of the real MNIST test set (labels
@@ -17,26 +18,32 @@ N = 1,000 frozen 98.1 +- 0.2, finetune 98.5 +- 0.2, scratch 97.4 +- 0.2 (referen
 Recipe 860 s; 1,344 s with the reference and the throughput comparison.
 """
 
-import os
-import sys
-import time
-
 import keras
 import tensorflow as tf
-from absl import app, flags, logging
 from keras import ops
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import zoo
+from protocol import benchmark_main, interleaved_rates, recipe_model, seeded_build
+from recipes import flow, simclr
 
-import zoo  # noqa: E402
-from protocol import (interleaved_rates, print_table, protocol_config, recipe_model, reference_cnn,  # noqa: E402
-                      seeded_build)
-from recipes import simclr  # noqa: E402
-from recipes.config import define_flags  # noqa: E402
-from recipes.data import load_data  # noqa: E402
-
-FLAGS = flags.FLAGS
 EPOCHS = 60  # 8,000 images: more epochs than the recipe's offline default needs
+SHOWN = (
+    "filters",
+    "convs_per_block",
+    "pooling",
+    "projection_units",
+    "projection_dim",
+    "temperature",
+    "crop",
+    "translate",
+    "rotate",
+    "noise",
+    "contrast",
+    "batch_size",
+    "learning_rate",
+    "epochs",
+    "transfer_steps",
+)
 
 
 class KerasIoSimCLR(keras.Model):
@@ -64,8 +71,9 @@ class KerasIoSimCLR(keras.Model):
 
     def train_step(self, images):
         # The encoder takes uint8 (it scales inside), so the float views go back to 0-255.
-        views = [ops.cast(ops.round(ops.clip(self.augmenter(images, training=True), 0, 1) * 255), "uint8")
-                 for _ in range(2)]
+        views = [
+            ops.cast(ops.round(ops.clip(self.augmenter(images, training=True), 0, 1) * 255), "uint8") for _ in range(2)
+        ]
         with tf.GradientTape() as tape:
             projections = [self.projection_head(self.encoder(v, training=True), training=True) for v in views]
             loss = self.contrastive_loss(*projections)
@@ -77,51 +85,53 @@ class KerasIoSimCLR(keras.Model):
 
 def throughput(config):
     """Images/s of the training step: the recipe (zoo SimCLR, tf.data pipeline) vs keras-io style (NumPy floats)."""
-    data = load_data(config)
+    recipe = simclr.RECIPE
+    run = flow.prepare(recipe, config)
+    data = run.source
     images, _ = data.train_arrays()
     floats = images.astype("float32") / 255.0
-    recipe = simclr.RECIPE
 
     def build_plain():
-        model_config = recipe.model_config(config, data.image_shape, data.num_classes)
-        parts = zoo.build_model(config.model, **model_config)  # the same layers, keras-io's training step
-        model = KerasIoSimCLR(parts.augmenter, parts.encoder, parts.projector, config.temperature)
+        parts = zoo.build_model(config.model, **run.model_config)  # the same layers, keras-io's training step
+        model = KerasIoSimCLR(parts.augmenter, parts.encoder, parts.projector, run.model_config["temperature"])
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
         return model
 
-    ours, plain = recipe_model(recipe, config, data), seeded_build(build_plain, config.seed)
-    pipeline = data.pretrain_dataset(recipe.pretrain_example(config), config.batch_size, config.seed)
-    rate = interleaved_rates({
-        "recipe": lambda: ours.fit(pipeline, epochs=1, verbose=0, shuffle=False),
-        "keras_io": lambda: plain.fit(floats, batch_size=config.batch_size, epochs=1, verbose=0),
-    }, len(images))
+    ours, plain = recipe_model(recipe, run), seeded_build(build_plain, config.seed)
+    pipeline = data.pretrain_dataset(recipe.pretrain_example(run), config.batch_size, config.seed)
+    rate = interleaved_rates(
+        {
+            "recipe": lambda: ours.fit(pipeline, epochs=1, verbose=0, shuffle=False),
+            "keras_io": lambda: plain.fit(floats, batch_size=config.batch_size, epochs=1, verbose=0),
+        },
+        len(images),
+    )
     return rate["recipe"], rate["keras_io"]
 
 
-def main(argv):
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
-    config = protocol_config(simclr.Config, "simclr")
-    start = time.time()
-    metrics = simclr.run(config)
-    reference = reference_cnn(config) if FLAGS.reference else {}
-    shown = ("filters", "convs_per_block", "pooling", "projection_units", "projection_dim", "temperature", "crop",
-             "translate", "rotate", "noise", "contrast", "batch_size", "learning_rate", "epochs", "transfer_steps")
-    print(f"\n{config.model} (" + ", ".join(f"{k}={getattr(config, k)}" for k in shown) + ")")
-    print_table(metrics, reference)
+def speed(config):
+    ours, plain = throughput(config)
+    return (
+        f"training step, images/s (median of 3 epochs, interleaved): recipe {ours:.0f}, "
+        f"keras-io style {plain:.0f}, ratio {ours / plain:.2f}"
+    )
+
+
+def extra(metrics):
     pre = metrics["pretrain"]
-    print(f"eval NT-Xent loss {pre['eval_loss']:.3f}, contrastive accuracy {pre['eval_contrastive_accuracy']:.1%}; "
-          f"training step {pre['images_per_second']:.0f} images/s (each image is two views; median epoch)")
-    if FLAGS.speed:
-        ours, plain = throughput(config)
-        print(f"training step, images/s (median of 3 epochs, interleaved): recipe {ours:.0f}, "
-              f"keras-io style {plain:.0f}, ratio {ours / plain:.2f}")
-    print(f"recipe wall time {metrics['wall_seconds']:.0f} s; with the reference {time.time() - start:.0f} s")
+    print(
+        f"eval NT-Xent loss {pre['eval_loss']:.3f}, contrastive accuracy {pre['eval_contrastive_accuracy']:.1%}; "
+        f"training step {pre['images_per_second']:.0f} images/s (each image is two views; median epoch)"
+    )
 
 
 if __name__ == "__main__":
-    define_flags(simclr.Config)
-    FLAGS.set_default("epochs", EPOCHS)
-    flags.DEFINE_boolean("reference", True, "Also train the protocol's reference CNN from scratch.")
-    flags.DEFINE_boolean("speed", True, "Also compare training-step throughput with a keras-io style SimCLR.")
-    app.run(main)
+    benchmark_main(
+        simclr,
+        "simclr",
+        SHOWN,
+        speed,
+        extra,
+        epochs=EPOCHS,
+        speed_help="Also compare training-step throughput with a keras-io style SimCLR.",
+    )

@@ -1,6 +1,7 @@
-"""VAE on the MNIST-10k protocol (../shared/PROTOCOL.md).
+"""VAE on the MNIST-10k protocol (benchmarks/README.md).
 
     python benchmarks/vae_mnist10k.py                    # the recipe's defaults (conv_vae, 20 epochs)
+    python benchmarks/vae_mnist10k.py --manual_dir=/path/to/mnist-10k   # offline, local IDX files
     python benchmarks/vae_mnist10k.py --latent_dim=32 --beta=0.5
 
 Pretrains on images 0-7,999 of the real MNIST test set (labels unseen), reports
@@ -12,25 +13,15 @@ written as the keras-io VAE example writes it (float images from NumPy, the
 losses in `train_step`, `fit`). Any recipe flag gives a variant.
 """
 
-import os
-import sys
-import time
-
 import keras
 import tensorflow as tf
-from absl import app, flags, logging
 from keras import layers, ops
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from protocol import benchmark_main, interleaved_rates, recipe_model, seeded_build
+from recipes import flow, vae
+from zoo.blocks import conv_decoder
 
-from protocol import (interleaved_rates, print_table, protocol_config, recipe_model, reference_cnn,  # noqa: E402
-                      seeded_build)
-from recipes import vae  # noqa: E402
-from recipes.config import define_flags  # noqa: E402
-from recipes.data import load_data  # noqa: E402
-from zoo.blocks import conv_decoder  # noqa: E402
-
-FLAGS = flags.FLAGS
+SHOWN = ("latent_dim", "filters", "hidden_sizes", "beta", "likelihood", "epochs")
 
 
 class Sampling(layers.Layer):
@@ -64,8 +55,7 @@ class KerasIoVAE(keras.Model):
         with tf.GradientTape() as tape:
             z_mean, z_log_var, z = self.encoder(data)
             reconstruction = self.decoder(z)
-            reconstruction_loss = ops.mean(
-                ops.sum(keras.losses.binary_crossentropy(data, reconstruction), axis=(1, 2)))
+            reconstruction_loss = ops.mean(ops.sum(keras.losses.binary_crossentropy(data, reconstruction), axis=(1, 2)))
             kl_loss = -0.5 * (1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var))
             kl_loss = ops.mean(ops.sum(kl_loss, axis=1))
             total_loss = reconstruction_loss + kl_loss
@@ -77,12 +67,13 @@ class KerasIoVAE(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
 
-def keras_io_vae(config, image_shape):
+def keras_io_vae(config, model_config, image_shape):
     """conv_vae's architecture (trunk, pooling, mean/log-var, mirrored decoder) in keras-io's style."""
     inputs = keras.Input(shape=image_shape)
     x, pooled = inputs, []
-    for b, f in enumerate(config.filters):
-        for _ in range(config.convs_per_block):
+    latent_dim, filters = model_config["latent_dim"], model_config["filters"]
+    for f in filters:
+        for _ in range(model_config["convs_per_block"]):
             x = layers.Conv2D(f, 3, padding="same", use_bias=False)(x)
             x = layers.BatchNormalization()(x)
             x = layers.ReLU()(x)
@@ -91,11 +82,11 @@ def keras_io_vae(config, image_shape):
             x = layers.MaxPooling2D(2)(x)
     trunk_shape = (x.shape[1], x.shape[2])
     x = layers.GlobalAveragePooling2D()(x)
-    z_mean = layers.Dense(config.latent_dim, name="z_mean")(x)
-    z_log_var = layers.Dense(config.latent_dim, name="z_log_var")(x)
+    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
+    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
     z = Sampling()([z_mean, z_log_var])
     encoder = keras.Model(inputs, [z_mean, z_log_var, z], name="encoder")
-    decoder = conv_decoder(config.latent_dim, trunk_shape, config.filters, pooled, image_shape)  # sigmoid pixels
+    decoder = conv_decoder(latent_dim, trunk_shape, filters, pooled, image_shape)  # sigmoid pixels
     model = KerasIoVAE(encoder, decoder)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     return model
@@ -103,46 +94,45 @@ def keras_io_vae(config, image_shape):
 
 def throughput(config):
     """Images/s of the training step: the recipe (zoo VAE, tf.data pipeline) vs keras-io style (NumPy floats)."""
-    data = load_data(config)
+    recipe = vae.RECIPE
+    run = flow.prepare(recipe, config)
+    data = run.source
     images, _ = data.train_arrays()
     floats = images.astype("float32") / 255.0
-    recipe = vae.RECIPE
-    ours = recipe_model(recipe, config, data)
-    plain = seeded_build(lambda: keras_io_vae(config, data.image_shape), config.seed)
-    pipeline = data.pretrain_dataset(recipe.pretrain_example(config), config.batch_size, config.seed)
-    rate = interleaved_rates({
-        "recipe": lambda: ours.fit(pipeline, epochs=1, verbose=0, shuffle=False),
-        "keras_io": lambda: plain.fit(floats, batch_size=config.batch_size, epochs=1, verbose=0),
-    }, len(images), repeats=6)
+    ours = recipe_model(recipe, run)
+    plain = seeded_build(lambda: keras_io_vae(config, run.model_config, data.image_shape), config.seed)
+    pipeline = data.pretrain_dataset(recipe.pretrain_example(run), config.batch_size, config.seed)
+    rate = interleaved_rates(
+        {
+            "recipe": lambda: ours.fit(pipeline, epochs=1, verbose=0, shuffle=False),
+            "keras_io": lambda: plain.fit(floats, batch_size=config.batch_size, epochs=1, verbose=0),
+        },
+        len(images),
+        repeats=6,
+    )
     return rate["recipe"], rate["keras_io"]
 
 
-def main(argv):
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
-    config = protocol_config(vae.Config, "vae")
-    start = time.time()
-    metrics = vae.run(config)
-    reference = reference_cnn(config) if FLAGS.reference else {}
-    shown = ("latent_dim", "filters", "hidden_sizes", "beta", "likelihood", "epochs")
-    print(f"\n{config.model} (" + ", ".join(f"{k}={getattr(config, k)}" for k in shown) + ")")
-    print_table(metrics, reference)
+def speed(config):
+    if not config.model.startswith("conv_vae"):
+        return "speed comparison: only for conv_vae models"
+    ours, plain = throughput(config)
+    return (
+        f"training step, images/s (median of 5 epochs, interleaved): recipe {ours:.0f}, "
+        f"keras-io style {plain:.0f}, ratio {ours / plain:.2f}"
+    )
+
+
+def extra(metrics):
     pre = metrics["pretrain"]
-    print(f"eval ELBO {pre['eval_elbo']:.1f} nats/image (reconstruction {pre['eval_reconstruction']:.1f}, "
-          f"KL {pre['eval_kl']:.1f}); importance-weighted NLL estimate {pre['eval_nll']:.1f} nats/image "
-          f"(k={pre['iw_samples']})")
-    if FLAGS.speed:
-        if config.model.startswith("conv_vae"):
-            ours, plain = throughput(config)
-            print(f"training step, images/s (median of 5 epochs, interleaved): recipe {ours:.0f}, "
-                  f"keras-io style {plain:.0f}, ratio {ours / plain:.2f}")
-        else:
-            print("speed comparison: only for conv_vae models")
-    print(f"recipe wall time {metrics['wall_seconds']:.0f} s; with the reference {time.time() - start:.0f} s")
+    print(
+        f"eval ELBO {pre['eval_elbo']:.1f} nats/image (reconstruction {pre['eval_reconstruction']:.1f}, "
+        f"KL {pre['eval_kl']:.1f}); importance-weighted NLL estimate {pre['eval_nll']:.1f} nats/image "
+        f"(k={pre['iw_samples']})"
+    )
 
 
 if __name__ == "__main__":
-    define_flags(vae.Config)
-    flags.DEFINE_boolean("reference", True, "Also train the protocol's reference CNN from scratch.")
-    flags.DEFINE_boolean("speed", True, "Also compare training-step throughput with a keras-io style VAE.")
-    app.run(main)
+    benchmark_main(
+        vae, "vae", SHOWN, speed, extra, speed_help="Also compare training-step throughput with a keras-io style VAE."
+    )

@@ -1,4 +1,4 @@
-"""Bad input and hostile conditions, for every recipe: one clear line, and nothing written or deleted.
+"""Bad input and hostile conditions, for every recipe and recipes.transfer: one clear line, nothing written or deleted.
 
 The fault table runs each recipe's command line (`python -m recipes.<family>`) on input it must
 refuse before any training, and `zoo.load_encoder` (in process) on broken and foreign artifacts.
@@ -47,6 +47,8 @@ FINISHED = [
 
 def tiny_flags(family, **changes):
     """The command-line flags of `family`'s smoke config (its tiny model, one epoch, two steps)."""
+    if family == "transfer":  # no model of its own: a small table
+        return ["--label_budgets=10", "--transfer_repeats=1", "--transfer_steps=2"]
     module = RECIPES[family]
     config = module.RECIPE.smoke_config(**changes)
     return [
@@ -202,6 +204,21 @@ CLI_CASES = [
     # a foreign artifact where a flag needs a zoo one; a missing flagfile
     ("dcgan", [OUT, "--scorer_dir={tmp}/scorer"], "{tmp}/scorer/manifest.json' is not a zoo manifest", _foreign_scorer),
     ("vae", ["--flagfile={tmp}/missing.txt"], "FATAL Flags parsing error: ERROR:: Unable to open flagfile", None),
+    # recipes.transfer: no encoder, a missing or foreign one, a user's directory under --overwrite
+    ("transfer", [OUT], "error: --encoder_dir=: must not be empty", None),
+    ("transfer", [OUT, "--encoder_dir={tmp}/none"], "error: --encoder_dir={tmp}/none: no such directory", None),
+    (
+        "transfer",
+        [OUT, "--encoder_dir={tmp}/scorer"],
+        "{tmp}/scorer/manifest.json' is not a zoo manifest",
+        _foreign_scorer,
+    ),
+    (
+        "transfer",
+        [OUT, "--overwrite", "--encoder_dir={tmp}/none"],
+        "error: --model_dir={tmp}/out already exists and is not a zoo artifact",
+        _thesis,
+    ),
 ]
 
 

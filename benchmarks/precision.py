@@ -1,0 +1,85 @@
+"""Training-step throughput of every family in float32 and mixed bfloat16, side by side.
+
+    python benchmarks/precision.py --manual_dir=/path/to/mnist-10k      # offline, local IDX files
+    python benchmarks/precision.py --families=simclr --precisions=float32,mixed_bfloat16,mixed_float16
+
+For each family, the recipe's own pretraining model (its defaults, built and compiled as the recipe
+does, under each precision) trains on the MNIST-10k pool through the recipe's own tf.data
+pipeline; one epoch per precision in turns, `--repeats` times; the median images/s after the first
+(compiling) epoch. The first lines are the machine's matmul peaks (4096x4096, best of 5) in each
+precision, and whether `--precision=auto` would pick bfloat16 here.
+"""
+
+import time
+
+import keras
+import tensorflow as tf
+from absl import app, flags
+
+from protocol import SPLITS, interleaved_rates, protocol_dataset, quiet_logging, recipe_model
+from recipes import autoencoder, cnn_classifier, dcgan, flow, simclr, vae
+
+FAMILIES = {"autoencoder": autoencoder, "cnn_classifier": cnn_classifier, "vae": vae, "dcgan": dcgan, "simclr": simclr}
+
+flags.DEFINE_string("manual_dir", "", "Folder with MNIST's test-set IDX files (offline); empty: TFDS mnist.")
+flags.DEFINE_list("families", list(FAMILIES), "Families to measure.")
+flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"], "Precisions to compare, side by side.")
+flags.DEFINE_integer("repeats", 4, "Epochs per precision, in turns; the first (compiling) one is not counted.")
+FLAGS = flags.FLAGS
+
+
+def matmul_gflops(dtype, n=4096, tries=5):
+    a = tf.random.normal((n, n), dtype=tf.float32)
+    a = tf.cast(a, dtype)
+    matmul = tf.function(lambda x: tf.reduce_sum(tf.cast(tf.matmul(x, x), tf.float32)))
+    matmul(a)
+    best = min(_timed(lambda: matmul(a).numpy()) for _ in range(tries))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def family_rates(module):
+    recipe = module.RECIPE
+    base = module.Config(
+        dataset=protocol_dataset("", FLAGS.manual_dir), manual_dir=FLAGS.manual_dir, **SPLITS, model_dir="/tmp/unused"
+    )
+    fits, images = {}, 0
+    for precision in FLAGS.precisions:
+        run = flow.prepare(recipe, base.replace(precision=precision))
+        with flow.precision(run.precision):
+            model = recipe_model(recipe, run)
+            pipeline = run.source.pretrain_dataset(recipe.pretrain_example(run), base.batch_size, base.seed)
+        fits[precision] = lambda model=model, pipeline=pipeline: model.fit(pipeline, epochs=1, verbose=0)
+        images = run.source.num_train
+    return interleaved_rates(fits, images, FLAGS.repeats), base.batch_size
+
+
+def main(argv):
+    quiet_logging()
+    keras.utils.set_random_seed(0)
+    peaks = {"float32": matmul_gflops(tf.float32), "bfloat16": matmul_gflops(tf.bfloat16)}
+    print(
+        f"matmul peak: float32 {peaks['float32']:.0f} GFLOP/s, bfloat16 {peaks['bfloat16']:.0f} GFLOP/s "
+        f"(x{peaks['bfloat16'] / peaks['float32']:.2f}); --precision=auto picks {flow.resolve_precision('auto')}"
+    )
+    header = " | ".join(FLAGS.precisions)
+    print(f"\n| family (model) | batch | {header} | ratio |")
+    print("| --- | ---: |" + " ---: |" * len(FLAGS.precisions) + " ---: |")
+    for family in FLAGS.families:
+        rates, batch = family_rates(FAMILIES[family])
+        cells = " | ".join(f"{rates[p]:.0f} img/s" for p in FLAGS.precisions)
+        ratio = rates[FLAGS.precisions[-1]] / rates[FLAGS.precisions[0]]
+        print(f"| {family} ({FAMILIES[family].Config().model}) | {batch} | {cells} | x{ratio:.2f} |", flush=True)
+    print(
+        f"\nmedian of {FLAGS.repeats - 1} epochs per precision, epochs interleaved; "
+        f"ratio: {FLAGS.precisions[-1]} / {FLAGS.precisions[0]}"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -26,7 +26,7 @@ import tensorflow as tf
 
 import zoo
 from recipes import figures
-from recipes.artifact import Stage, check_model_dir, export_saved_model, image_spec, write_json
+from recipes.artifact import Stage, check_model_dir, check_writable_dir, export_saved_model, image_spec, write_json
 from recipes.config import RecipeConfig, as_dict, define_flags, from_flags, to_flagfile
 from recipes.data import Data, load_data
 from recipes.downstream import Downstream, recalibrate_batchnorm, summarise, verdict
@@ -292,20 +292,10 @@ def run(recipe, config):
     """Pretrain, export, reload, transfer and report; returns the metrics dict."""
     start = time.time()
     config.validate()
-    check_model_dir(config.model_dir, config.overwrite)
-    from recipes.artifact import check_writable_dir
-
-    check_writable_dir("data_dir", config.data_dir)
+    check_destinations(config)
     say(f"[{recipe.family}] dataset {config.dataset} ({config.train_split} / {config.eval_split})")
     ctx = prepare(recipe, config)
-    for n in config.label_budgets:
-        if n > ctx.target.num_train:
-            raise ZooError(
-                f"--label_budgets: {n} is more than the {ctx.target.num_train} examples of the "
-                f"target task in --train_split={config.train_split}; use a smaller budget"
-            )
-    seeds = [config.seed + i for i in range(config.transfer_repeats)]
-    subsets = ctx.target.labelled_subsets(config.label_budgets, seeds)  # checks every draw before any training
+    subsets = labelled_draws(config, ctx.target)
     adapted = check_adaptation(config, ctx.target.image_shape, ctx.source.image_shape, recipe.family)
     chosen = " (auto)" if config.precision == "auto" else ""
     say(
@@ -330,17 +320,38 @@ def run(recipe, config):
             build_scratch=lambda: recipe.encoder(zoo.build_model(config.model, **ctx.model_config)),
         )
 
-    metrics = {
-        "pretrain": pretrain_metrics,
-        "transfer": table,
-        "precision": ctx.precision,
-        "wall_seconds": round(time.time() - start, 1),
-    }
-    write_json(ctx.stage / "metrics.json", metrics)
-    ctx.stage.publish()
-    for row in table:
-        say(f"[{recipe.family}] {verdict(row)}")
-    say(f"[{recipe.family}] wrote {config.model_dir} in {metrics['wall_seconds']:.0f} s")
+    metrics = {"pretrain": pretrain_metrics, "transfer": table}
+    return finish(ctx, recipe.family, metrics, start)
+
+
+def check_destinations(config):
+    """Before any work: --model_dir may be written here, --data_dir can be created."""
+    check_model_dir(config.model_dir, config.overwrite)
+    check_writable_dir("data_dir", config.data_dir)
+
+
+def labelled_draws(config, data):
+    """{(n, seed): (images, labels)} of every budget and seed, drawn from `data`'s train split
+    before any training; a budget larger than the split is one line."""
+    for n in config.label_budgets:
+        if n > data.num_train:
+            raise ZooError(
+                f"--label_budgets: {n} is more than the {data.num_train} examples of the "
+                f"target task in --train_split={data.train_split}; use a smaller budget"
+            )
+    seeds = [config.seed + i for i in range(config.transfer_repeats)]
+    return data.labelled_subsets(config.label_budgets, seeds)
+
+
+def finish(run, name, metrics, start):
+    """Add precision and wall time to `metrics`, write metrics.json, publish the staged artifact and
+    print the verdicts; returns the metrics."""
+    metrics = {**metrics, "precision": run.precision, "wall_seconds": round(time.time() - start, 1)}
+    write_json(run.stage / "metrics.json", metrics)
+    run.stage.publish()
+    for row in metrics["transfer"]:
+        say(f"[{name}] {verdict(row)}")
+    say(f"[{name}] wrote {run.config.model_dir} in {metrics['wall_seconds']:.0f} s")
     return metrics
 
 

@@ -28,7 +28,7 @@ import keras
 
 import zoo
 from recipes import flow
-from recipes.artifact import Stage, check_model_dir, export_saved_model, image_spec, write_json
+from recipes.artifact import Stage, export_saved_model, image_spec, write_json
 from recipes.config import TransferConfig, as_dict, new_default, option, to_flagfile
 from recipes.data import IMAGE_FOLDER, load_data
 from zoo.errors import ZooError
@@ -59,7 +59,7 @@ def run(config: Config) -> dict:
     """The transfer table of `config.encoder_dir`'s encoder on `config.dataset`; returns metrics.json's content."""
     start = time.time()
     config.validate()
-    check_model_dir(config.model_dir, config.overwrite)
+    flow.check_destinations(config)
     manifest, encoder = _source(config.encoder_dir)
     encoder_shape = tuple(encoder.input_shape[1:])
     if config.dataset == IMAGE_FOLDER and not config.image_size:
@@ -70,14 +70,7 @@ def run(config: Config) -> dict:
     )
     data = load_data(config)
     adapted = flow.check_adaptation(config, data.image_shape, encoder_shape, "transfer")
-    for n in config.label_budgets:
-        if n > data.num_train:
-            raise ZooError(
-                f"--label_budgets: {n} is more than the {data.num_train} examples in "
-                f"--train_split={config.train_split}; use a smaller budget"
-            )
-    seeds = [config.seed + i for i in range(config.transfer_repeats)]
-    subsets = data.labelled_subsets(config.label_budgets, seeds)
+    subsets = flow.labelled_draws(config, data)
     ctx = flow.Run(config, data, data, flow.make_strategy(config.strategy), flow.resolve_precision(config.precision))
     ctx.stage = Stage(
         config.model_dir, config.overwrite, to_flagfile(config, MODULE), flow.is_chief(ctx.strategy), flow.say
@@ -124,13 +117,7 @@ def run(config: Config) -> dict:
     )
     with open(ctx.stage / "flags.txt", "w") as f:
         f.write(to_flagfile(config, MODULE))
-    metrics = {"transfer": table, "precision": ctx.precision, "wall_seconds": round(time.time() - start, 1)}
-    write_json(ctx.stage / "metrics.json", metrics)
-    ctx.stage.publish()
-    for row in table:
-        flow.say(f"[transfer] {flow.verdict(row)}")
-    flow.say(f"[transfer] wrote {config.model_dir} in {metrics['wall_seconds']:.0f} s")
-    return metrics
+    return flow.finish(ctx, "transfer", {"transfer": table}, start)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ next one; the file itself is removed when the stage is published or released.
 
 import atexit
 import errno
+import hashlib
 import json
 import os
 import re
@@ -99,26 +100,30 @@ class Stage:
 
     The chief locks the model_dir for the life of the stage (see the module docstring); `publish()`
     and `release()` give the lock back, and so does the end of the process. A Stage is also a
-    context manager that releases on exit. Non-chief workers of a multi-worker run (is_chief=False)
-    write into a throwaway directory and take no lock.
+    context manager that releases on exit. The other workers of a multi-worker run (`worker`, their
+    name: "worker-1", ...) stage into a private directory of the temporary directory, named after the
+    model_dir and the worker so that a restarted worker resumes from it, take no lock, and remove it
+    when the chief publishes.
     """
 
-    def __init__(self, model_dir, overwrite, fingerprint, is_chief=True, say=print):
+    def __init__(self, model_dir, overwrite, fingerprint, worker=None, say=print):
         check_model_dir(model_dir, overwrite)
         self.model_dir = model_dir
         self.final = os.path.abspath(model_dir)
         self.overwrite = overwrite
-        self.is_chief = is_chief
+        self.is_chief = worker is None
         self.lock_path = None
         self._lock = None  # the token of the lock this stage holds
         self._fresh = False  # whether this stage created its staging directory
         parent, name = os.path.split(self.final)
         flag = f"--model_dir={model_dir}"
-        if not is_chief:  # other workers of a multi-worker run write into a throwaway dir
+        if worker is not None:
+            digest = hashlib.sha256(self.final.encode()).hexdigest()[:12]
+            self.path = os.path.join(tempfile.gettempdir(), f"zoo-{name}-{digest}.{worker}")
             try:
-                self.path = tempfile.mkdtemp(prefix=f".{name}.worker-")
+                self._open(fingerprint, True, say)  # private: a stage of other settings is discarded
             except OSError as e:
-                raise _write_error(flag, e, tempfile.gettempdir()) from None
+                raise _write_error(flag, e, self.path) from None
             return
         self.path = os.path.join(parent, f".{name}.partial")
         created = []

@@ -145,12 +145,21 @@ def augmenter(seed):
     )
 
 
-def _augment_uint8(aug):
+def augment_uint8(aug):
     def apply(images, labels):
         x = aug(tf.cast(images, tf.float32), training=True)
         return tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8), labels
 
     return apply
+
+
+def shard_by_data(ds):
+    """`ds`, split between the workers of a multi-worker strategy by element, not by file: every
+    worker reads the whole pipeline and keeps its share of each global batch (a split of a TFDS
+    dataset often is one file, fewer than the workers). One process is unaffected."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
 
 
 def labelled_dataset(images, labels, batch_size, seed, augment=False):
@@ -159,8 +168,8 @@ def labelled_dataset(images, labels, batch_size, seed, augment=False):
     ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.batch(min(batch_size, len(images)), drop_remainder=True)
     if augment:
-        ds = ds.map(_augment_uint8(augmenter(seed)), num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
+        ds = ds.map(augment_uint8(augmenter(seed)), num_parallel_calls=AUTOTUNE)
+    return shard_by_data(ds.prefetch(AUTOTUNE))
 
 
 @dataclasses.dataclass
@@ -247,16 +256,24 @@ class Data:
             ds = ds.cache()
         ds = ds.shuffle(min(self.num_train, 20_000), seed=seed, reshuffle_each_iteration=True)
         ds = ds.map(transform, num_parallel_calls=AUTOTUNE)
-        return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
+        return shard_by_data(ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE))
 
     def train_arrays(self):
         """The whole train split as (images, labels) NumPy arrays, for code that wants arrays."""
         ds = self.examples(self.train_split, shuffle_files=False)
         return _to_numpy(self._relabel(ds.map(_image_and_label)), f"--train_split={self.train_split}")
 
+    def train_images(self):
+        """The whole train split's images, in the split's order; its labels are never read
+        (what a teacher labels). Only for a dataset not `restrict`ed to some classes."""
+        if self.label_map is not None:
+            raise ValueError("train_images() reads every image; a restricted dataset would need its labels")
+        ds = self.examples(self.train_split, shuffle_files=False)
+        return _to_numpy(ds.map(_image), f"--train_split={self.train_split}")
+
     def eval_dataset(self, transform, batch_size):
         ds = tf.data.Dataset.from_tensor_slices((self.eval_images, self.eval_labels))
-        return ds.map(transform, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)
+        return shard_by_data(ds.map(transform, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE))
 
     def labelled_subsets(self, budgets, seeds):
         """{(n, seed): (images, labels)}: class-balanced draws from the train split, one pass to read."""
@@ -304,6 +321,10 @@ def _label(example):
     return example["label"]
 
 
+def _image(example):
+    return example["image"]
+
+
 def _image_and_label(example):
     return example["image"], example["label"]
 
@@ -339,11 +360,15 @@ def load_data(config, prepare=True, prefix=""):
         except ZooError:
             raise
         except Exception as e:  # TFDS raises many kinds for a missing network or files
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ZooError(
-                f"--{prefix}dataset={config.dataset}: could not prepare it ({type(e).__name__}: {first}); "
-                f"check the network, or point --{prefix}data_dir at prepared data"
-            ) from None
+            # Another process (a worker of the same multi-worker run) may have prepared it meanwhile:
+            # both wrote a copy, the first renamed it into place, the second's rename failed.
+            builder = make_builder(config.dataset, config.data_dir, config.manual_dir, prefix)
+            if not (isinstance(e, FileExistsError) and builder.is_prepared()):
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ZooError(
+                    f"--{prefix}dataset={config.dataset}: could not prepare it ({type(e).__name__}: {first}); "
+                    f"check the network, or point --{prefix}data_dir at prepared data"
+                ) from None
     if builder.info.splits:  # empty only for mocked datasets (tfds.testing.mock_data)
         for flag in ("train_split", "eval_split"):
             _split_info(config.dataset, builder, prefix + flag, getattr(config, flag))

@@ -155,22 +155,31 @@ class Downstream:
             k=self.config.knn_k,
         )
 
-    def cell(self, images, labels, seed, load_pretrained, build_scratch):
-        """(accuracies, finetuned classifier) for one labelled draw: accuracies of frozen, finetune,
-        knn, scratch and (with --reference) reference on the eval split."""
+    def pretrained(self, images, labels, seed, load_pretrained, knn=True):
+        """(accuracies, finetuned classifier) of the pretrained columns for one labelled draw: a head
+        on the frozen encoder (frozen), then the encoder unfrozen at a lower rate (finetune), and
+        with `knn` the k-NN on the frozen features."""
         c = self.config
         keras.utils.set_random_seed(seed)
         with self.strategy.scope():
             encoder = load_pretrained()
         model = self._classifier(encoder, c.probe_learning_rate, c.transfer_steps)
         self._train(model, images, labels, c.transfer_steps, seed)
-        scores = {"frozen": self.evaluate(model), "knn": self.knn(encoder, images, labels)}
+        scores = {"frozen": self.evaluate(model)}
+        if knn:
+            scores["knn"] = self.knn(encoder, images, labels)
 
         unfreeze_for_finetuning(encoder)
         self._compile(model, c.transfer_learning_rate * c.finetune_lr_factor, c.transfer_steps)
         self._train(model, images, labels, c.transfer_steps, seed + 1)
         scores["finetune"] = self.evaluate(model)
+        return scores, model
 
+    def cell(self, images, labels, seed, load_pretrained, build_scratch):
+        """(accuracies, finetuned classifier) for one labelled draw: accuracies of frozen, finetune,
+        knn, scratch and (with --reference) reference on the eval split."""
+        c = self.config
+        scores, model = self.pretrained(images, labels, seed, load_pretrained)
         scores["scratch"] = self.scratch(images, labels, seed, build_scratch)
         if c.reference:
             scores["reference"] = self.scratch(images, labels, seed, self.build_reference)

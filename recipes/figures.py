@@ -58,11 +58,11 @@ def interpolation(generate, ends, path, steps=10):
     image_rows([np.asarray(generate((1 - t) * a + t * b)) for a, b in zip(ends[0::2], ends[1::2])], path)
 
 
-def transfer_plot(table, path, title):
-    """Eval accuracy against label budget, one line per column of the table (mean +- std)."""
+def transfer_plot(table, path, title, kinds=("frozen", "finetune", "knn", "scratch", "reference")):
+    """Eval accuracy against label budget, one line per column of the table in `kinds` (mean +- std)."""
     fig, ax = _subplots(figsize=(5, 3.5))
     budgets = [row["labels"] for row in table]
-    for kind in [k for k in ("frozen", "finetune", "knn", "scratch", "reference") if k in table[0]]:
+    for kind in [k for k in kinds if k in table[0]]:
         means = [row[kind] for row in table]
         stds = [row.get("std", {}).get(kind, 0.0) for row in table]
         ax.errorbar(budgets, means, yerr=stds, marker="o", capsize=3, label=kind)

@@ -14,6 +14,7 @@ import contextlib
 import csv
 import dataclasses
 import functools
+import hashlib
 import os
 import platform
 import sys
@@ -173,17 +174,31 @@ def make_strategy(name):
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multi_worker":
+        from recipes.multi_worker import patch_keras
+
+        patch_keras()
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 
 
-def is_chief(strategy):
+def worker_name(strategy):
+    """None for the chief of a run (a run of one process is its own chief), else the task's name
+    ("worker-1"): the chief is the task of type "chief", or worker 0 of a cluster without one."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (
+        return None
+    chief = resolver.task_type == "chief" or (
         resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
     )
+    return None if chief else f"{resolver.task_type}-{resolver.task_id}"
+
+
+def weights_digest(model):
+    """sha256 of every weight's bytes, in order: equal on every worker of a synchronous run."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight.value)).tobytes())
+    return digest.hexdigest()
 
 
 def _cpu_flags():
@@ -280,9 +295,10 @@ def prepare(recipe, config):
     """Validate `config`, load and split its data, resolve strategy, precision and model config:
     the `Run` every hook receives, without a stage (benchmarks and notebooks use it as it is)."""
     config.validate()
+    strategy = make_strategy(config.strategy)  # before any TensorFlow op: multi_worker configures the runtime
     data = load_data(config)
     target = load_data(config.target(), prefix="target_") if config.target() else data
-    run = Run(config, data, target, make_strategy(config.strategy), resolve_precision(config.precision))
+    run = Run(config, data, target, strategy, resolve_precision(config.precision))
     run.source, run.target = recipe.datasets(run)
     run.model_config = recipe.model_config(run)
     return run
@@ -303,14 +319,12 @@ def run(recipe, config):
         f"({ctx.strategy.num_replicas_in_sync} replica{'s' if ctx.strategy.num_replicas_in_sync > 1 else ''})"
     )
 
-    ctx.stage = Stage(
-        config.model_dir, config.overwrite, to_flagfile(config, recipe.module), is_chief(ctx.strategy), say
-    )
-    for sub in ("figures", "logs"):
-        os.makedirs(ctx.stage / sub, exist_ok=True)
+    ctx.stage = open_stage(ctx, recipe.module, "logs")
     keras.utils.set_random_seed(config.seed)
     with precision(ctx.precision):
         model, pretrain_metrics = pretrain(recipe, ctx)
+        if config.strategy == "multi_worker":
+            say(f"[{recipe.family}] {worker_name(ctx.strategy) or 'chief'}: weights sha256 {weights_digest(model)}")
         export(recipe, ctx, model, adapted)
         table, _ = transfer_table(
             ctx,
@@ -322,6 +336,16 @@ def run(recipe, config):
 
     metrics = {"pretrain": pretrain_metrics, "transfer": table}
     return finish(ctx, recipe.family, metrics, start)
+
+
+def open_stage(run, module, *subdirs):
+    """The run's `Stage` (the chief's locked staging directory, another worker's private one), with
+    figures/ and `subdirs` made in it."""
+    config = run.config
+    stage = Stage(config.model_dir, config.overwrite, to_flagfile(config, module), worker_name(run.strategy), say)
+    for sub in ("figures", *subdirs):
+        os.makedirs(stage / sub, exist_ok=True)
+    return stage
 
 
 def check_destinations(config):
@@ -343,15 +367,18 @@ def labelled_draws(config, data):
     return data.labelled_subsets(config.label_budgets, seeds)
 
 
-def finish(run, name, metrics, start):
+def finish(run, name, metrics, start, table="transfer", line=verdict):
     """Add precision and wall time to `metrics`, write metrics.json, publish the staged artifact and
-    print the verdicts; returns the metrics."""
+    print `line(row)` for each row of `metrics[table]`; returns the metrics."""
     metrics = {**metrics, "precision": run.precision, "wall_seconds": round(time.time() - start, 1)}
     write_json(run.stage / "metrics.json", metrics)
     run.stage.publish()
-    for row in metrics["transfer"]:
-        say(f"[{name}] {verdict(row)}")
-    say(f"[{name}] wrote {run.config.model_dir} in {metrics['wall_seconds']:.0f} s")
+    for row in metrics[table]:
+        say(f"[{name}] {line(row)}")
+    if run.stage.is_chief:
+        say(f"[{name}] wrote {run.config.model_dir} in {metrics['wall_seconds']:.0f} s")
+    else:
+        say(f"[{name}] {worker_name(run.strategy)} done in {metrics['wall_seconds']:.0f} s; the chief publishes")
     return metrics
 
 
@@ -418,34 +445,51 @@ def export(recipe, run, model, adapted=None):
     config, data, stage = run.config, run.source, run.stage
     say(f"[{recipe.family}] exporting to {config.model_dir}")
     encoder = recipe.encoder(model)
-    export_saved_model(
-        stage / "encoder",
-        encoder,
-        {"serve": (lambda images: encoder(images, training=False), [image_spec(data.image_shape)])},
+    export_models(stage, model, encoder, data.image_shape, recipe.endpoints(run, model))
+    write_manifest(
+        run,
+        recipe.family,
+        recipe.module,
+        data,
+        model=config.model,
+        model_config=run.model_config,
+        target=run.target.describe(),
+        adapted=adapted,
+        encoder={"output_dim": int(encoder.output_shape[-1]), "endpoint": "serve", "features": recipe.features},
     )
-    encoder.save(stage / "encoder.keras")
-    export_saved_model(stage / "model", model, recipe.endpoints(run, model))
-    model.save(stage / "model.keras")
+
+
+def write_manifest(run, family, module, data, **fields):
+    """manifest.json (what every artifact records, around the family's own `fields`) and flags.txt."""
     write_json(
-        stage / "manifest.json",
+        run.stage / "manifest.json",
         {
-            "family": recipe.family,
+            "family": family,
             "format": zoo.loading.ARTIFACT_FORMAT,
-            "model": config.model,
-            "model_config": run.model_config,
             "dataset": data.describe(),
-            "target": run.target.describe(),
-            "adapted": adapted,
             "input": {"shape": list(data.image_shape), "dtype": "uint8", "range": [0, 255]},
-            "encoder": {"output_dim": int(encoder.output_shape[-1]), "endpoint": "serve", "features": recipe.features},
+            **fields,
             "precision": run.precision,
-            "flags": as_dict(config),
-            "seed": config.seed,
+            "flags": as_dict(run.config),
+            "seed": run.config.seed,
             "versions": versions(),
         },
     )
-    with open(stage / "flags.txt", "w") as f:
-        f.write(to_flagfile(config, recipe.module))
+    with open(run.stage / "flags.txt", "w") as f:
+        f.write(to_flagfile(run.config, module))
+
+
+def export_models(stage, model, encoder, image_shape, endpoints):
+    """encoder/ (endpoint serve: uint8 images in, features out), encoder.keras, model/ (`endpoints`)
+    and model.keras into `stage`."""
+    export_saved_model(
+        stage / "encoder",
+        encoder,
+        {"serve": (lambda images: encoder(images, training=False), [image_spec(image_shape)])},
+    )
+    encoder.save(stage / "encoder.keras")
+    export_saved_model(stage / "model", model, endpoints)
+    model.save(stage / "model.keras")
 
 
 def transfer_table(run, subsets, load_pretrained, build_scratch, title):
@@ -498,6 +542,14 @@ def cli(job, Config):
             job(config)
         except ZooError as e:
             sys.exit(f"error: {e}")
+        except (tf.errors.UnavailableError, tf.errors.AbortedError) as e:
+            if flags.FLAGS.strategy != "multi_worker":
+                raise
+            sys.exit(
+                f"error: another worker of this multi-worker run stopped (its collective ops failed: "
+                f"{type(e).__name__}); "
+                "start every worker again with the same command to resume from the last finished epoch"
+            )
         except (OSError, tf.errors.OpError) as e:  # a full or unwritable --model_dir during the run
             from recipes.artifact import os_error_line
 

@@ -28,8 +28,8 @@ import keras
 
 import zoo
 from recipes import flow
-from recipes.artifact import Stage, export_saved_model, image_spec, write_json
-from recipes.config import TransferConfig, as_dict, new_default, option, to_flagfile
+from recipes.artifact import export_saved_model, image_spec
+from recipes.config import TransferConfig, new_default, option
 from recipes.data import IMAGE_FOLDER, load_data
 from zoo.errors import ZooError
 
@@ -42,17 +42,18 @@ class Config(TransferConfig):
     model_dir: str = new_default("model_dir", "runs/transfer")
 
 
-def _source(encoder_dir):
-    """The source run's manifest and its encoder, frozen; one line if either is missing or broken."""
-    if not os.path.isdir(encoder_dir):
-        raise ZooError(f"--encoder_dir={encoder_dir}: no such directory; give the --model_dir of a finished run")
+def source_run(path, flag="encoder_dir"):
+    """The manifest of the run at `path` and its encoder, frozen; one line naming --`flag` if either
+    is missing or broken."""
+    if not os.path.isdir(path):
+        raise ZooError(f"--{flag}={path}: no such directory; give the --model_dir of a finished run")
     try:
-        manifest = zoo.read_manifest(encoder_dir)
+        manifest = zoo.read_manifest(path)
         if "model" not in manifest or "model_config" not in manifest:
-            raise ZooError(f"'{encoder_dir}/manifest.json' names no model: it is not a pretraining run")
-        return manifest, zoo.load_encoder(encoder_dir, trainable=False)
+            raise ZooError(f"'{path}/manifest.json' names no model: it is not a pretraining run")
+        return manifest, zoo.load_encoder(path, trainable=False)
     except ZooError as e:
-        raise ZooError(f"--encoder_dir={encoder_dir}: {e}") from None
+        raise ZooError(f"--{flag}={path}: {e}") from None
 
 
 def run(config: Config) -> dict:
@@ -60,7 +61,8 @@ def run(config: Config) -> dict:
     start = time.time()
     config.validate()
     flow.check_destinations(config)
-    manifest, encoder = _source(config.encoder_dir)
+    strategy = flow.make_strategy(config.strategy)  # before any TensorFlow op: multi_worker configures the runtime
+    manifest, encoder = source_run(config.encoder_dir)
     encoder_shape = tuple(encoder.input_shape[1:])
     if config.dataset == IMAGE_FOLDER and not config.image_size:
         config = config.replace(image_size=encoder_shape[:2])
@@ -71,11 +73,8 @@ def run(config: Config) -> dict:
     data = load_data(config)
     adapted = flow.check_adaptation(config, data.image_shape, encoder_shape, "transfer")
     subsets = flow.labelled_draws(config, data)
-    ctx = flow.Run(config, data, data, flow.make_strategy(config.strategy), flow.resolve_precision(config.precision))
-    ctx.stage = Stage(
-        config.model_dir, config.overwrite, to_flagfile(config, MODULE), flow.is_chief(ctx.strategy), flow.say
-    )
-    os.makedirs(ctx.stage / "figures", exist_ok=True)
+    ctx = flow.Run(config, data, data, strategy, flow.resolve_precision(config.precision))
+    ctx.stage = flow.open_stage(ctx, MODULE)
 
     keras.utils.set_random_seed(config.seed)
     with flow.precision(ctx.precision):
@@ -93,30 +92,21 @@ def run(config: Config) -> dict:
         )
         classifier.save(ctx.stage / "classifier.keras")
 
-    write_json(
-        ctx.stage / "manifest.json",
-        {
-            "family": "transfer",
-            "format": zoo.loading.ARTIFACT_FORMAT,
-            "source": {
-                "path": os.path.abspath(config.encoder_dir),
-                "family": manifest["family"],
-                "model": manifest["model"],
-                "dataset": manifest["dataset"]["name"],
-                "input": manifest.get("input"),
-            },
-            "dataset": data.describe(),
-            "input": {"shape": list(data.image_shape), "dtype": "uint8", "range": [0, 255]},
-            "adapted": adapted,
-            "classifier": {"kind": "finetune", **kept, "endpoint": "serve", "outputs": "logits"},
-            "precision": ctx.precision,
-            "flags": as_dict(config),
-            "seed": config.seed,
-            "versions": flow.versions(),
+    flow.write_manifest(
+        ctx,
+        "transfer",
+        MODULE,
+        data,
+        source={
+            "path": os.path.abspath(config.encoder_dir),
+            "family": manifest["family"],
+            "model": manifest["model"],
+            "dataset": manifest["dataset"]["name"],
+            "input": manifest.get("input"),
         },
+        adapted=adapted,
+        classifier={"kind": "finetune", **kept, "endpoint": "serve", "outputs": "logits"},
     )
-    with open(ctx.stage / "flags.txt", "w") as f:
-        f.write(to_flagfile(config, MODULE))
     return flow.finish(ctx, "transfer", {"transfer": table}, start)
 
 

@@ -1,4 +1,5 @@
-"""Bad input and hostile conditions, for every recipe and recipes.transfer: one clear line, nothing written or deleted.
+"""Bad input and hostile conditions, for every recipe, recipes.transfer and recipes.distill: one clear line,
+nothing written or deleted.
 
 The fault table runs each recipe's command line (`python -m recipes.<family>`) on input it must
 refuse before any training, and `zoo.load_encoder` (in process) on broken and foreign artifacts.
@@ -47,7 +48,7 @@ FINISHED = [
 
 def tiny_flags(family, **changes):
     """The command-line flags of `family`'s smoke config (its tiny model, one epoch, two steps)."""
-    if family == "transfer":  # no model of its own: a small table
+    if family in ("transfer", "distill"):  # no model of their own: a small table
         return ["--label_budgets=10", "--transfer_repeats=1", "--transfer_steps=2"]
     module = RECIPES[family]
     config = module.RECIPE.smoke_config(**changes)
@@ -218,6 +219,15 @@ CLI_CASES = [
         [OUT, "--overwrite", "--encoder_dir={tmp}/none"],
         "error: --model_dir={tmp}/out already exists and is not a zoo artifact",
         _thesis,
+    ),
+    # recipes.distill: no teacher, a missing or foreign one
+    ("distill", [OUT], "error: --teacher_dir=: must not be empty", None),
+    ("distill", [OUT, "--teacher_dir={tmp}/none"], "error: --teacher_dir={tmp}/none: no such directory", None),
+    (
+        "distill",
+        [OUT, "--teacher_dir={tmp}/scorer"],
+        "{tmp}/scorer/manifest.json' is not a zoo manifest",
+        _foreign_scorer,
     ),
 ]
 
@@ -618,8 +628,10 @@ def _refusal(model_dir):
 
 def test_workers_other_than_the_chief_take_no_lock(tmp_path):
     chief = Stage(str(tmp_path / "out"), False, "flags", say=lambda m: None)
-    worker = Stage(str(tmp_path / "out"), False, "flags", is_chief=False, say=lambda m: None)
+    worker = Stage(str(tmp_path / "out"), False, "flags", worker="worker-1", say=lambda m: None)
     assert chief.locked and not worker.locked and not worker.path.startswith(str(tmp_path))
+    again = Stage(str(tmp_path / "out"), False, "flags", worker="worker-1", say=lambda m: None)
+    assert again.path == worker.path  # a restarted worker finds its stage to resume from
     worker.publish()
     assert not os.path.exists(worker.path) and chief.locked
     chief.release()

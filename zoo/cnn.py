@@ -14,6 +14,7 @@ import keras
 from keras import layers
 
 from zoo.blocks import apply_conv_trunk, image_input
+from zoo.errors import ZooError
 from zoo.heads import classifier_on
 from zoo.registry import register
 
@@ -21,6 +22,7 @@ FAMILY = "cnn_classifier"
 
 
 @register("cnn_classifier", family=FAMILY)
+@register("cnn_classifier_flat", family=FAMILY, convs_per_block=1, batch_norm=False, dropout=0.25, pooling="flatten")
 @register("cnn_classifier_tiny", family=FAMILY, tiny=True, filters=(4, 8), dense_units=())
 def cnn_classifier(
     image_shape=(28, 28, 1),
@@ -30,6 +32,7 @@ def cnn_classifier(
     batch_norm=True,
     dropout=0.25,
     dense_units=(128,),
+    pooling="avg",
 ):
     """A small VGG-style CNN: blocks of 3x3 convolutions, each followed by max pooling.
 
@@ -41,12 +44,17 @@ def cnn_classifier(
       batch_norm: batch normalisation after each convolution.
       dropout: dropout after each block and in the head.
       dense_units: hidden widths of the dense head (the penultimate layer is the last).
+      pooling: how the trunk's last feature map becomes the encoder's features: "avg" (global
+        average pooling: features of `filters[-1]` values for any image size) or "flatten" (every
+        position: more features, which keep where each one is).
 
     Returns:
       The classifier (logits out), with the sub-model "encoder".
     """
     inputs, x = image_input(image_shape)
     x, _ = apply_conv_trunk(x, filters, convs_per_block=convs_per_block, batch_norm=batch_norm, dropout=dropout)
-    features = layers.GlobalAveragePooling2D(name="pool")(x)
+    if pooling not in ("avg", "flatten"):
+        raise ZooError(f"pooling={pooling!r}: must be 'avg' or 'flatten'")
+    features = layers.GlobalAveragePooling2D(name="pool")(x) if pooling == "avg" else layers.Flatten(name="pool")(x)
     encoder = keras.Model(inputs, features, name="encoder")
     return classifier_on(encoder, num_classes, hidden_units=tuple(dense_units), dropout=dropout, name="cnn_classifier")

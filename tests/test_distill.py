@@ -1,0 +1,192 @@
+"""Label distillation: the loss against hand-computed values, pseudo-labels that never read the pool's
+labels, the recipe end to end (its student reloads the three ways and feeds recipes.transfer), and
+the bad input that stops it."""
+
+import dataclasses
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+from conftest import assert_encoder_reloads_frozen
+
+from recipes import distill, flow, transfer
+from recipes.data import load_data
+from recipes.downstream import Downstream
+from zoo.errors import ZooError
+
+TINY = dict(
+    student="cnn_classifier_tiny",
+    student_epochs=1,
+    student_batch_size=32,
+    label_budgets=(10,),
+    transfer_steps=2,
+    transfer_batch_size=8,
+    reference_model="cnn_classifier_tiny",
+    precision="float32",
+)
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def test_distillation_loss_against_hand_computed_values():
+    teacher = np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]], np.float32)
+    student = np.array([[0.5, 0.2, 0.0], [1.0, 1.0, 1.0]], np.float32)
+    # T = 2: p = softmax(teacher / 2), q = softmax(student / 2); T^2 * mean over the batch of sum p log(p / q).
+    # Row 1: p = (0.629, 0.231, 0.140), q = (0.362, 0.312, 0.326) -> 0.1376; row 2: p = (0.274, 0.452, 0.274),
+    # q = 1/3 each -> 0.0270. 4 * (0.1376 + 0.0270) / 2 = 0.3291.
+    assert float(distill.distillation_loss(2.0)(teacher, student)) == pytest.approx(0.3291, abs=2e-4)
+    p, q = softmax(teacher / 2), softmax(student / 2)
+    assert float(distill.distillation_loss(2.0)(teacher, student)) == pytest.approx(
+        4 * np.mean(np.sum(p * np.log(p / q), axis=1)), rel=1e-5
+    )
+    # A hard label at T = 1 is the cross-entropy of the student's softmax: -log softmax(student)[label].
+    hard = distill.hard_logits(np.array([0, 2]), 3)
+    expected = -np.mean(np.log(softmax(student)[[0, 1], [0, 2]]))
+    assert float(distill.distillation_loss(1.0)(hard, student)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_pseudo_targets_soft_hard_and_confident():
+    probs = np.array([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25]])
+    soft, keep = distill.pseudo_targets(np.log(probs), confidence=0.5)
+    np.testing.assert_allclose(softmax(soft), probs, rtol=1e-6)
+    assert keep.tolist() == [True, False]
+    hard, keep = distill.pseudo_targets(np.log(probs), hard=True)
+    np.testing.assert_allclose(softmax(hard / 100), np.eye(3)[[0, 0]], atol=1e-30)  # one-hot even at T = 100
+    assert keep.all()
+
+
+def _context(tfds_dir, tmp_path, **changes):
+    config = distill.Config(teacher_dir="unused", data_dir=tfds_dir, model_dir=str(tmp_path / "out"), **TINY)
+    config = config.replace(**changes)
+    data = load_data(config)
+    return flow.Run(config, data, data, flow.make_strategy("default"), "float32", distill.student_config(config, data))
+
+
+def test_pseudo_labels_never_read_the_pool_labels(tfds_dir, tmp_path, monkeypatch):
+    """The students learn the same targets whatever the pool's true labels are; only the
+    pseudo-label accuracy (a figure for the table) changes with them."""
+    ctx = _context(tfds_dir, tmp_path, teacher_views=2, confidence=0.05, rounds=2)
+    pool = ctx.target.train_images()
+    np.testing.assert_array_equal(pool, ctx.target.train_arrays()[0])  # every image, in the labels' order
+    keras.utils.set_random_seed(0)
+    teacher = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    images, labels = ctx.target.labelled_subsets((10,), (0,))[(10, 0)]
+    seen = []
+
+    def record(run, model, x, targets, steps, seed, temperature):
+        seen.append((x, targets))
+
+    monkeypatch.setattr(distill, "train_student", record)
+    cells = []
+    for shuffled in (False, True):
+        data = ctx.target
+        if shuffled:
+            data = dataclasses.replace(data, train_labels=np.roll(data.train_labels, 1))
+        run = flow.Run(ctx.config, data, data, ctx.strategy, ctx.precision, ctx.model_config)
+        cells.append(
+            distill.students(run, Downstream(ctx.config, data, ctx.strategy), teacher, pool, images, labels, 0)[0]
+        )
+    assert len(seen) == 4  # two rounds, twice
+    for (x1, t1), (x2, t2) in zip(seen[:2], seen[2:]):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(t1, t2)
+    assert cells[0]["pseudo_labels"] != cells[1]["pseudo_labels"]
+
+
+def test_a_student_of_any_family_gets_a_head(tfds_dir, tmp_path):
+    ctx = _context(tfds_dir, tmp_path, student="conv_autoencoder_tiny", head_units=(8,))
+    student = distill.build_student(ctx)
+    assert student.output_shape == (None, 10) and student.get_layer("encoder").output_shape == (None, 4)
+    assert distill.build_student(_context(tfds_dir, tmp_path)).name == "cnn_classifier"
+
+
+def test_distill_end_to_end_and_the_student_feeds_transfer(trained_dir, tfds_dir, tmp_path):
+    out = str(tmp_path / "distill")
+    metrics = distill.run(
+        distill.Config(
+            teacher_dir=trained_dir,
+            data_dir=tfds_dir,
+            model_dir=out,
+            rounds=2,
+            teacher_views=2,
+            confidence=0.05,
+            **{**TINY, "label_budgets": (10, 20)},
+        )
+    )
+    assert sorted(os.listdir(out)) == [
+        "encoder",
+        "encoder.keras",
+        "figures",
+        "flags.txt",
+        "manifest.json",
+        "metrics.json",
+        "model",
+        "model.keras",
+    ]
+    assert os.path.isfile(os.path.join(out, "figures", "distill.png"))
+    row = metrics["distill"][1]
+    assert row["labels"] == 20
+    for k in ("teacher", "pseudo_labels", "student", "scratch", "reference", "ceiling", "student_2", "pseudo_labels_2"):
+        assert 0.0 <= row[k] <= 1.0, k
+    assert row["student"] == row["student_2"] and 0.0 < row["kept"] <= 1.0
+    with open(os.path.join(out, "manifest.json")) as f:
+        manifest = json.load(f)
+    assert manifest["family"] == "distill" and manifest["teacher"]["path"] == os.path.abspath(trained_dir)
+    assert manifest["model"] == "cnn_classifier_tiny" and manifest["student"]["labels"] == 20
+    images = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 1)).astype("uint8")
+    assert_encoder_reloads_frozen(out, images)
+    import tensorflow as tf
+
+    served = tf.saved_model.load(os.path.join(out, "model"))
+    logits = served.serve(tf.constant(images))
+    assert logits.dtype == tf.float32 and logits.shape == (3, 10)
+    np.testing.assert_allclose(
+        logits, keras.saving.load_model(os.path.join(out, "model.keras"), compile=False)(images), rtol=1e-4, atol=1e-5
+    )
+    again = transfer.run(
+        transfer.Config(
+            encoder_dir=out,
+            data_dir=tfds_dir,
+            model_dir=str(tmp_path / "transfer"),
+            **{k: v for k, v in TINY.items() if not k.startswith("student")},
+        )
+    )
+    assert set(again["transfer"][0]) >= {"frozen", "finetune", "scratch"}
+
+
+BAD = {  # id: (config changes, how the message starts)
+    "unknown-student": (dict(student="nope"), "--student=nope: unknown model 'nope'"),
+    "zero-temperature": (dict(distill_temperature=0.0), "--distill_temperature=0.0: must be positive"),
+    "huge-temperature": (dict(distill_temperature=1000.0), "--distill_temperature=1000.0: must be at most 100"),
+    "confidence-one": (dict(confidence=1.0), "--confidence=1.0: must be in [0, 1)"),
+    "negative-confidence": (dict(confidence=-0.1), "--confidence=-0.1: must be in [0, 1)"),
+    "no-pool": (
+        dict(train_split="train[:20]", label_budgets=(20,)),
+        "--train_split=train[:20] has 20 images, no more than the 20 labelled ones",
+    ),
+    "teacher-not-a-run": (dict(teacher_dir="{tmp}"), "--teacher_dir={tmp}: "),
+    "shape-refused": (
+        dict(dataset="mnist_idx", manual_dir="{idx}", adapt="none"),
+        "--adapt=none: the target's images are (28, 28, 1) but the encoder takes (8, 8, 1)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_line_and_writes_nothing(case, trained_dir, tfds_dir, idx_dir, tmp_path):
+    changes, message = BAD[case]
+    changes = {
+        k: v.replace("{tmp}", str(tmp_path)).replace("{idx}", idx_dir) if isinstance(v, str) else v
+        for k, v in changes.items()
+    }
+    config = distill.Config(teacher_dir=trained_dir, data_dir=tfds_dir, model_dir=str(tmp_path / "out"), **TINY)
+    with pytest.raises(ZooError) as raised:
+        distill.run(config.replace(**changes))
+    assert str(raised.value).startswith(message.replace("{tmp}", str(tmp_path))), str(raised.value)
+    assert "\n" not in str(raised.value)
+    assert not (tmp_path / "out").exists()

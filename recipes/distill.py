@@ -276,18 +276,15 @@ def distill_table(run, subsets, pool):
     budgets, seeds = c.label_budgets, sorted({seed for _, seed in subsets})
     flow.say(f"  distillation: {len(budgets)} budgets x {len(seeds)} seeds x {c.rounds} round(s), pool {len(pool)}")
     downstream = Downstream(c, run.target, run.strategy)
-    ceilings, pool_labels = {}, None
-    table, kept = [], None
+    ceilings, table, kept = {}, [], None
     for n in budgets:
         runs = []
         for seed in seeds:
             images, labels = subsets[(n, seed)]
             cell, student = distill_cell(run, downstream, pool, images, labels, seed)
             if c.ceiling:
-                if seed not in ceilings:
-                    if pool_labels is None:
-                        pool_labels = run.target.train_labels  # the ceiling reads every true label
-                    ceilings[seed] = ceiling(run, downstream, pool, pool_labels, seed)
+                if seed not in ceilings:  # the ceiling reads every true label of the split
+                    ceilings[seed] = ceiling(run, downstream, pool, run.target.train_labels, seed)
                     flow.say(f"  seed={seed}: ceiling (every true label) {ceilings[seed]:.1%}")
                 cell["ceiling"] = ceilings[seed]
             if n == max(budgets) and kept is None:

@@ -174,9 +174,10 @@ def build_student(run):
         )
 
 
-def train_student(run, model, images, targets, steps, seed, temperature):
+def train_student(run, model, images, targets, steps, seed, temperature, callbacks=()):
     """Fit `model` to teacher logits `targets` by the distillation loss, `steps` steps over
-    --student_epochs epochs with the student's augmentation; returns its training images/s."""
+    --student_epochs epochs with the student's augmentation (and Keras `callbacks`); returns its
+    training images/s."""
     c = run.config
     epochs = min(c.student_epochs, steps)
     ds = labelled_dataset(images, targets, c.student_batch_size, seed, augment=c.student_augment)
@@ -188,7 +189,8 @@ def train_student(run, model, images, targets, steps, seed, temperature):
         )
     per_epoch = math.ceil(steps / epochs)
     throughput = flow.Throughput(per_epoch * min(c.student_batch_size, len(images)))
-    model.fit(ds, steps_per_epoch=per_epoch, epochs=epochs, shuffle=False, verbose=0, callbacks=[throughput])
+    callbacks = [throughput, *callbacks]
+    model.fit(ds, steps_per_epoch=per_epoch, epochs=epochs, shuffle=False, verbose=0, callbacks=callbacks)
     with run.strategy.scope():
         recalibrate_batchnorm(model, images)
     return throughput.images_per_second()

@@ -78,7 +78,7 @@ def test_pseudo_labels_never_read_the_pool_labels(tfds_dir, tmp_path, monkeypatc
     images, labels = ctx.target.labelled_subsets((10,), (0,))[(10, 0)]
     seen = []
 
-    def record(run, model, x, targets, steps, seed, temperature):
+    def record(run, model, x, targets, steps, seed, temperature, callbacks=()):
         seen.append((x, targets))
 
     monkeypatch.setattr(distill, "train_student", record)

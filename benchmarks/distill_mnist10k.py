@@ -21,7 +21,8 @@ import time
 import numpy as np
 from absl import app, flags
 
-from protocol import FLAGS, protocol_config, quiet_logging
+import zoo
+from protocol import FLAGS, print_table, protocol_config, quiet_logging
 from recipes import distill, flow
 from recipes.config import define_flags
 from recipes.data import load_data
@@ -52,7 +53,7 @@ VARIANTS = {
 
 def with_teacher_settings(config):
     """The teacher run's transfer settings for every one not given on the command line."""
-    manifest, _ = distill.source_run(config.teacher_dir, "teacher_dir")
+    manifest = zoo.read_manifest(config.teacher_dir)
     given = {k: v for k, v in manifest.get("flags", {}).items() if k in TEACHER_SETTINGS and not FLAGS[k].present}
     return config.replace(**given)
 
@@ -115,17 +116,8 @@ def main(argv):
         compare(config, FLAGS.variants)
     else:
         metrics = distill.run(config)
-        kinds = [k for k in distill.COLUMNS if k in metrics["distill"][0]]
         print(f"\nteacher {config.teacher_dir}, student {config.student}, precision {metrics['precision']}")
-        print("| labels | " + " | ".join(kinds) + " |")
-        print("| ---: |" + " ---: |" * len(kinds))
-        for r in metrics["distill"]:
-            std = r.get("std", {})
-            print(
-                f"| {r['labels']} | "
-                + " | ".join(f"{100 * r[k]:.1f} ± {100 * std.get(k, 0):.1f}" for k in kinds)
-                + " |"
-            )
+        print_table(metrics["distill"], distill.COLUMNS)
         for r in metrics["distill"]:
             print(distill.gap_closed(r))
         speeds = [x["student_images_per_second"] for r in metrics["distill"] for x in r["runs"]]

@@ -54,13 +54,17 @@ def protocol_config(Config, family):
     return config
 
 
-def print_table(metrics):
-    """The transfer table as Markdown, mean ± std over seeds, in %; the columns the run scored."""
-    kinds = [k for k in ("frozen", "finetune", "knn", "scratch", "reference") if k in metrics["transfer"][0]]
-    names = {"scratch": "scratch (same arch)", "reference": "small CNN from scratch"}
-    print("| labels | " + " | ".join(names.get(k, k) for k in kinds) + " |")
+TRANSFER_COLUMNS = ("frozen", "finetune", "knn", "scratch", "reference")
+NAMES = {"scratch": "scratch (same arch)", "reference": "small CNN from scratch"}
+
+
+def print_table(rows, kinds=TRANSFER_COLUMNS):
+    """A table of `metrics.json` (its "transfer" rows, or a family's own) as Markdown, mean ± std over
+    seeds, in %; the columns of `kinds` the run scored."""
+    kinds = [k for k in kinds if k in rows[0]]
+    print("| labels | " + " | ".join(NAMES.get(k, k) for k in kinds) + " |")
     print("| ---: |" + " ---: |" * len(kinds))
-    for row in metrics["transfer"]:
+    for row in rows:
         std = row.get("std", {})
         cells = [f"{100 * row[k]:.1f} ± {100 * std.get(k, 0):.1f}" for k in kinds]
         print(f"| {row['labels']} | " + " | ".join(cells) + " |")
@@ -150,7 +154,7 @@ def benchmark_main(
         start = time.time()
         metrics = recipe_module.run(config)
         print(f"\n{config.model} ({shown_values(config, shown_fields)}; precision {metrics['precision']})")
-        print_table(metrics)
+        print_table(metrics["transfer"])
         if extra is not None:
             extra(metrics)
         if throughput is not None and FLAGS.speed:

@@ -63,7 +63,7 @@ def config(module, name, source, target, budgets, epochs=None):
 
 def report(title, metrics, seconds):
     print(f"\n### {title} ({metrics['precision']}, {seconds:.0f} s)\n")
-    print_table(metrics)
+    print_table(metrics["transfer"])
 
 
 def main(argv):

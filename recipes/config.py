@@ -22,17 +22,18 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 ADAPTS = ("auto", "none")
 
 
-def option(default, help, *, choices=None, minimum=None, below=None, positive=False, nonempty=False):
+def option(default, help, *, choices=None, minimum=None, below=None, maximum=None, positive=False, nonempty=False):
     """A config field: its default, its flag help text, and what values are valid.
 
     Args:
       choices: the allowed values.
       minimum: the smallest allowed value (of each element, for a tuple).
       below: values must be smaller than this.
+      maximum: the largest allowed value.
       positive: values must be greater than 0.
       nonempty: a string or tuple must not be empty.
     """
-    checks = dict(choices=choices, minimum=minimum, below=below, positive=positive, nonempty=nonempty)
+    checks = dict(choices=choices, minimum=minimum, below=below, maximum=maximum, positive=positive, nonempty=nonempty)
     return dataclasses.field(default=default, metadata={"help": help, **checks})
 
 
@@ -158,6 +159,8 @@ class TransferConfig:
                 why = f"must be {rule['minimum']} or more"
             elif rule.get("positive") and not all(v > 0 for v in values):
                 why = "must be positive"
+            elif rule.get("maximum") is not None and any(v > rule["maximum"] for v in values):
+                why = f"must be at most {rule['maximum']}"
             if why:
                 raise ZooError(f"--{f.name}={_format(value)}: {why}")
 

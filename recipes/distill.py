@@ -45,9 +45,9 @@ import zoo
 from recipes import figures, flow
 from recipes.artifact import image_spec
 from recipes.config import TransferConfig, new_default, option
-from recipes.data import IMAGE_FOLDER, augment_uint8, augmenter, labelled_dataset, load_data
+from recipes.data import augment_uint8, augmenter, labelled_dataset
 from recipes.downstream import Downstream, recalibrate_batchnorm, summarise
-from recipes.transfer import source_run
+from recipes.transfer import from_saved_run
 from zoo.errors import ZooError
 from zoo.heads import classifier_on
 
@@ -76,6 +76,7 @@ class Config(TransferConfig):
         "Temperature of the distillation loss: teacher and student logits are divided by it "
         "(above 1: softer pseudo-labels), the loss scaled by its square.",
         positive=True,
+        maximum=100,
     )
     pseudo_labels: str = option(
         "soft", "soft: the teacher's distribution; hard: its top class.", choices=("soft", "hard")
@@ -94,11 +95,6 @@ class Config(TransferConfig):
     ceiling: bool = option(
         True, "Also train the student's architecture on every true label of the train split (the ceiling column)."
     )
-
-    def validate(self):
-        super().validate()
-        if self.distill_temperature > 100:
-            raise ZooError(f"--distill_temperature={self.distill_temperature}: must be at most 100")
 
 
 def distillation_loss(temperature):
@@ -329,20 +325,9 @@ def run(config: Config) -> dict:
     artifact; returns metrics.json's content."""
     start = time.time()
     config.validate()
-    flow.check_destinations(config)
-    strategy = flow.make_strategy(config.strategy)  # before any TensorFlow op: multi_worker configures the runtime
-    manifest, encoder = source_run(config.teacher_dir, "teacher_dir")
-    encoder_shape = tuple(encoder.input_shape[1:])
-    if config.dataset == IMAGE_FOLDER and not config.image_size:
-        config = config.replace(image_size=encoder_shape[:2])
-    flow.say(
-        f"[distill] teacher: the {manifest['family']} encoder of {config.teacher_dir} ({manifest['model']}, "
-        f"pretrained on {manifest['dataset']['name']}); student: {config.student}; "
-        f"{config.dataset} ({config.train_split} / {config.eval_split})"
-    )
-    data = load_data(config)
+    config, strategy, manifest, data, adapted = from_saved_run(config, config.teacher_dir, "teacher_dir", "distill")
     model_config = student_config(config, data)
-    adapted = flow.check_adaptation(config, data.image_shape, encoder_shape, "distill")
+    flow.say(f"[distill] student: {config.student}, from random weights")
     check_pool(config, data)
     subsets = flow.labelled_draws(config, data)
     ctx = flow.Run(config, data, data, strategy, flow.resolve_precision(config.precision), model_config)

@@ -56,22 +56,35 @@ def source_run(path, flag="encoder_dir"):
         raise ZooError(f"--{flag}={path}: {e}") from None
 
 
-def run(config: Config) -> dict:
-    """The transfer table of `config.encoder_dir`'s encoder on `config.dataset`; returns metrics.json's content."""
-    start = time.time()
-    config.validate()
+def from_saved_run(config, path, flag, name):
+    """The first steps of a job on a saved run's encoder (this one, recipes.distill): check the
+    destinations, make the strategy (before any TensorFlow op: multi_worker configures the runtime),
+    read the run at `path` (--`flag`), load --dataset (an image folder at the encoder's image size
+    unless --image_size is given) and say how its images reach the encoder.
+
+    Returns:
+      (config, strategy, the run's manifest, data, the adaptation of the images or None).
+    """
     flow.check_destinations(config)
-    strategy = flow.make_strategy(config.strategy)  # before any TensorFlow op: multi_worker configures the runtime
-    manifest, encoder = source_run(config.encoder_dir)
+    strategy = flow.make_strategy(config.strategy)
+    manifest, encoder = source_run(path, flag)
     encoder_shape = tuple(encoder.input_shape[1:])
     if config.dataset == IMAGE_FOLDER and not config.image_size:
         config = config.replace(image_size=encoder_shape[:2])
     flow.say(
-        f"[transfer] {manifest['family']} encoder of {config.encoder_dir} ({manifest['model']}, pretrained on "
+        f"[{name}] {manifest['family']} encoder of {path} ({manifest['model']}, pretrained on "
         f"{manifest['dataset']['name']}) -> {config.dataset} ({config.train_split} / {config.eval_split})"
     )
     data = load_data(config)
-    adapted = flow.check_adaptation(config, data.image_shape, encoder_shape, "transfer")
+    adapted = flow.check_adaptation(config, data.image_shape, encoder_shape, name)
+    return config, strategy, manifest, data, adapted
+
+
+def run(config: Config) -> dict:
+    """The transfer table of `config.encoder_dir`'s encoder on `config.dataset`; returns metrics.json's content."""
+    start = time.time()
+    config.validate()
+    config, strategy, manifest, data, adapted = from_saved_run(config, config.encoder_dir, "encoder_dir", "transfer")
     subsets = flow.labelled_draws(config, data)
     ctx = flow.Run(config, data, data, strategy, flow.resolve_precision(config.precision))
     ctx.stage = flow.open_stage(ctx, MODULE)

@@ -10,22 +10,14 @@ import keras
 import numpy as np
 import pytest
 from conftest import assert_encoder_reloads_frozen
+from test_transfer import TINY as TRANSFER_TINY
 
 from recipes import distill, flow, transfer
 from recipes.data import load_data
 from recipes.downstream import Downstream
 from zoo.errors import ZooError
 
-TINY = dict(
-    student="cnn_classifier_tiny",
-    student_epochs=1,
-    student_batch_size=32,
-    label_budgets=(10,),
-    transfer_steps=2,
-    transfer_batch_size=8,
-    reference_model="cnn_classifier_tiny",
-    precision="float32",
-)
+TINY = dict(**TRANSFER_TINY, student="cnn_classifier_tiny", student_epochs=1, student_batch_size=32)
 
 
 def softmax(x):
@@ -153,7 +145,7 @@ def test_distill_end_to_end_and_the_student_feeds_transfer(trained_dir, tfds_dir
             encoder_dir=out,
             data_dir=tfds_dir,
             model_dir=str(tmp_path / "transfer"),
-            **{k: v for k, v in TINY.items() if not k.startswith("student")},
+            **TRANSFER_TINY,
         )
     )
     assert set(again["transfer"][0]) >= {"frozen", "finetune", "scratch"}

@@ -124,7 +124,7 @@ def main(argv):
     keras.utils.set_random_seed(0)
     plain = seed_style_cnn()
     plain.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    tta = TimeToAccuracy(data.eval_images, data.eval_labels, FLAGS.target, scale=True)
+    tta = TimeToAccuracy(data.eval_inputs, data.eval_labels, FLAGS.target, scale=True)
     plain.fit(images.astype("float32") / 255.0, labels, batch_size=64, epochs=FLAGS.epochs, verbose=0, callbacks=[tta])
     results["plain Keras seed-style CNN"] = (tta, forward_flops(plain), len(images))
 
@@ -133,7 +133,7 @@ def main(argv):
     run = flow.prepare(recipe, config)
     ours = zoo.build_model("cnn_classifier", **run.model_config)
     recipe.compile(run, ours)
-    tta = TimeToAccuracy(data.eval_images, data.eval_labels, FLAGS.target, scale=False)
+    tta = TimeToAccuracy(data.eval_inputs, data.eval_labels, FLAGS.target, scale=False)
     ours.fit(
         data.pretrain_dataset(lambda x, y: (x, y), config.batch_size, 0),
         epochs=FLAGS.epochs,

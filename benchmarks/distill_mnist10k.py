@@ -87,7 +87,7 @@ def compare(config, names):
         flow.resolve_precision(config.precision),
         distill.student_config(config, data),
     )
-    pool, subsets = data.train_images(), flow.labelled_draws(config, data)
+    pool, subsets = data.train_inputs(), flow.labelled_draws(config, data)
     downstream = Downstream(config, data, ctx.strategy)
     results = {name: [] for name in names}
     with flow.precision(ctx.precision):

@@ -62,7 +62,12 @@ def print_table(rows, kinds=TRANSFER_COLUMNS):
     """A table of `metrics.json` (its "transfer" rows, or a family's own) as Markdown, mean ± std over
     seeds, in %; the columns of `kinds` the run scored."""
     kinds = [k for k in kinds if k in rows[0]]
-    print("| labels | " + " | ".join(NAMES.get(k, k) for k in kinds) + " |")
+    names = (
+        {**NAMES, "reference": "TF-IDF + logistic regression"}
+        if rows[0].get("reference_model") == "tfidf_logreg"
+        else NAMES
+    )
+    print("| labels | " + " | ".join(names.get(k, k) for k in kinds) + " |")
     print("| ---: |" + " ---: |" * len(kinds))
     for row in rows:
         std = row.get("std", {})

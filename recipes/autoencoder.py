@@ -72,7 +72,7 @@ class Autoencoder(flow.Recipe):
         return example
 
     def figures(self, run, model):
-        images = run.source.eval_images[:12]
+        images = run.source.eval_inputs[:12]
         reconstructions = model.predict(images, verbose=0)
         figures.image_rows([images, reconstructions], run.fig_dir + "/reconstructions.png", ["eval", "decoded"])
 

@@ -104,12 +104,12 @@ class CnnClassifier(flow.Recipe):
 
     def figures(self, run, model):
         data, fig_dir = run.source, run.fig_dir
-        logits = model.predict(data.eval_images, batch_size=512, verbose=0)
+        logits = model.predict(data.eval_inputs, batch_size=512, verbose=0)
         predicted = np.argmax(logits, axis=-1)
         figures.confusion_matrix(data.eval_labels, predicted, data.class_names, f"{fig_dir}/confusion.png")
         wrong = np.flatnonzero(predicted != data.eval_labels)[:16]
         figures.titled_images(
-            data.eval_images[wrong],
+            data.eval_inputs[wrong],
             [f"{data.class_names[data.eval_labels[i]]}→{data.class_names[predicted[i]]}" for i in wrong],
             f"{fig_dir}/misclassified.png",
         )

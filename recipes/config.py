@@ -188,6 +188,33 @@ class RecipeConfig(TransferConfig):
         return dataclasses.replace(self, **given) if given else None
 
 
+@dataclasses.dataclass
+class TextRecipeConfig(RecipeConfig):
+    """The settings of the text recipes: a text dataset, and an unlabelled split pretraining also reads."""
+
+    dataset: str = option(
+        "imdb_local",
+        "TFDS text classification dataset (one Text feature and a 'label' ClassLabel): imdb_local reads a "
+        "local aclImdb/ copy (--manual_dir: the folder or aclImdb_v1.tar.gz), imdb_reviews downloads it, "
+        "text_folder reads --manual_dir/<split>/<class>/*.txt.",
+        nonempty=True,
+    )
+    manual_dir: str = option(
+        "", "imdb_local: the aclImdb folder or .tar.gz; text_folder: the folder with train/ and test/ inside."
+    )
+    unlabelled_split: str = option(
+        "auto",
+        "Split of unlabelled texts pretraining reads beside --train_split, its labels never read (auto: the "
+        "dataset's 'unsupervised' split when it has one, as imdb_reviews does; empty: none).",
+    )
+    vocab_size: int = hyperparameter(
+        "Words in the vocabulary (the most frequent; padding and the unknown word included).",
+        minimum=3,
+        maximum=1_000_000,
+    )
+    sequence_length: int = hyperparameter("Tokens read per text; longer texts are cut.", minimum=2, maximum=4096)
+
+
 def new_default(name, value):
     """The shared field `name` with another default for one recipe, keeping its help and rules."""
     base = {f.name: f for f in dataclasses.fields(RecipeConfig)}[name]  # TransferConfig's fields too

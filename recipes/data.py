@@ -1,8 +1,9 @@
-"""Data for every recipe: any TFDS image dataset, checked, split and piped.
+"""Data for every recipe: any TFDS image or text classification dataset, checked, split and piped.
 
-`load_data(config)` resolves the dataset, checks it has an image and a label
-feature, prepares it (TFDS downloads only datasets that need it), loads the eval
-split and the train labels, and hands out tf.data pipelines.
+`load_data(config)` resolves the dataset, checks it has one input (an image, or a text) and a
+class label feature, prepares it (TFDS downloads only datasets that need it), loads the eval split
+and the train labels, and hands out tf.data pipelines. The inputs are what the dataset yields:
+uint8 images, or texts as bytes.
 """
 
 import dataclasses
@@ -89,28 +90,33 @@ def make_builder(name, data_dir="", manual_dir="", prefix=""):
         ) from None
 
 
-def check_image_dataset(name, info, prefix="", image_size=()):
-    """(image_shape, num_classes, class_names) of a dataset, or a one-line error."""
+def check_dataset(name, info, prefix="", image_size=()):
+    """(input feature, image_shape or None for texts, num_classes, class_names) of a dataset: an
+    'image' (Image) or exactly one Text feature, and a 'label' (ClassLabel); else a one-line error."""
     features = info.features
-    try:
-        image, label = features["image"], features["label"]
-    except (KeyError, TypeError):
-        image = label = None
-    if not isinstance(image, tfds.features.Image) or not isinstance(label, tfds.features.ClassLabel):
-        if hasattr(features, "items"):
-            found = ", ".join(f"{k} ({type(v).__name__})" for k, v in features.items())
-        else:
-            found = type(features).__name__
-        raise ZooError(
-            f"--{prefix}dataset={name} has features {found}; recipes need an 'image' (Image) and a 'label' "
-            "(ClassLabel) feature: pick an image classification dataset such as mnist or cifar10"
-        )
+    items = dict(features.items()) if hasattr(features, "items") else {}
+    label = items.get("label")
+    texts = [k for k, v in items.items() if isinstance(v, tfds.features.Text)]
+    image = items.get("image")
+    if isinstance(label, tfds.features.ClassLabel) and isinstance(image, tfds.features.Image):
+        return "image", _image_shape(name, image, prefix, image_size), label.num_classes, list(label.names)
+    if isinstance(label, tfds.features.ClassLabel) and len(texts) == 1 and not isinstance(image, tfds.features.Image):
+        return texts[0], None, label.num_classes, list(label.names)
+    found = ", ".join(f"{k} ({type(v).__name__})" for k, v in items.items()) or type(features).__name__
+    raise ZooError(
+        f"--{prefix}dataset={name} has features {found}; recipes need one input, an 'image' (Image) or one "
+        "text (Text), and a 'label' (ClassLabel): pick an image or text classification dataset such as "
+        "mnist or imdb_reviews"
+    )
+
+
+def _image_shape(name, image, prefix, image_size):
     shape = tuple(image.shape)
     if image_size and shape[-1] is not None:
         shape = (*image_size, shape[-1])
     if any(d is None for d in shape):
         raise ZooError(f"--{prefix}dataset={name} has images of varying size {shape}; recipes need a fixed image shape")
-    return shape, label.num_classes, list(label.names)
+    return shape
 
 
 def balanced_sample(labels, n, num_classes, seed, what="--label_budgets"):
@@ -174,20 +180,44 @@ def labelled_dataset(images, labels, batch_size, seed, augment=False):
 
 @dataclasses.dataclass
 class Data:
-    """A prepared dataset: the eval split and train labels in memory, the train split streamed."""
+    """A prepared dataset: the eval split and train labels in memory, the train split streamed.
+
+    `feature` names the input feature ("image", or the dataset's text feature); `image_shape` is
+    None for a text dataset. Pretraining reads the train split and, when there is one, the
+    `unlabelled_split` (labels -1, never read); labelled draws come from the train split only."""
 
     name: str
     builder: object
     train_split: str
     eval_split: str
-    image_shape: tuple
+    image_shape: tuple | None
     num_classes: int
     class_names: list
     train_labels: np.ndarray  # one per train-split example; -1 for classes left out by `restrict`
-    eval_images: np.ndarray
+    eval_inputs: np.ndarray
     eval_labels: np.ndarray
     label_map: np.ndarray | None = None  # dataset label -> label here (-1: left out), after `restrict`
     resize: tuple | None = None  # (height, width) every image is resized to as it is read
+    feature: str = "image"
+    unlabelled_split: str = ""  # read by pretraining only
+    num_unlabelled: int = 0
+
+    @property
+    def kind(self):
+        """What the inputs are: "images" or "texts"."""
+        return "images" if self.image_shape is not None else "texts"
+
+    def input_spec(self):
+        """The TensorSpec of a batch of inputs as the dataset yields them: uint8 images or strings."""
+        if self.image_shape is None:
+            return tf.TensorSpec(shape=(None,), dtype=tf.string, name="texts")
+        return tf.TensorSpec(shape=(None, *self.image_shape), dtype=tf.uint8, name="images")
+
+    def input_manifest(self):
+        """The manifest's "input": what the exported encoder takes."""
+        if self.image_shape is None:
+            return {"shape": [], "dtype": "string", "feature": self.feature}
+        return {"shape": list(self.image_shape), "dtype": "uint8", "range": [0, 255]}
 
     def examples(self, split, **kwargs):
         """`builder.as_dataset(split)`, images resized to `image_shape` where the dataset's vary."""
@@ -197,6 +227,15 @@ class Data:
     @property
     def num_train(self):
         return int(np.sum(self.train_labels >= 0))
+
+    @property
+    def num_pretrain(self):
+        """Examples pretraining reads: the train split's, and the unlabelled split's."""
+        return self.num_train + self.num_unlabelled
+
+    @property
+    def pretrain_split(self):
+        return f"{self.train_split}+{self.unlabelled_split}" if self.unlabelled_split else self.train_split
 
     def describe(self):
         described = {
@@ -208,14 +247,16 @@ class Data:
             "num_classes": self.num_classes,
             "class_names": self.class_names,
         }
+        if self.unlabelled_split:
+            described.update(unlabelled_split=self.unlabelled_split, num_unlabelled=self.num_unlabelled)
         if self.label_map is not None:
             described["dataset_labels"] = [int(c) for c in np.flatnonzero(self.label_map >= 0)]
         return described
 
     def restrict(self, classes):
         """Only the examples of `classes` (dataset label ids), relabelled 0..k-1 in that order."""
-        if self.label_map is not None:
-            raise ValueError("restrict() applies to a whole dataset, once")
+        if self.label_map is not None or self.unlabelled_split:
+            raise ValueError("restrict() applies to a whole dataset without an unlabelled split, once")
         label_map = np.full(self.num_classes, -1, np.int64)
         label_map[list(classes)] = np.arange(len(classes))
         keep = label_map[self.eval_labels] >= 0
@@ -225,79 +266,86 @@ class Data:
             class_names=[self.class_names[c] for c in classes],
             train_labels=label_map[self.train_labels],
             label_map=label_map,
-            eval_images=self.eval_images[keep],
+            eval_inputs=self.eval_inputs[keep],
             eval_labels=label_map[self.eval_labels[keep]],
         )
 
     def _relabel(self, ds):
-        """(image, dataset label) -> (image, label here), dropping classes left out."""
+        """(input, dataset label) -> (input, label here), dropping classes left out."""
         if self.label_map is None:
             return ds
         table = tf.constant(self.label_map)
 
-        def kept(image, label):
+        def kept(x, label):
             return table[label] >= 0
 
-        def relabel(image, label):
-            return image, table[label]
+        def relabel(x, label):
+            return x, table[label]
 
         return ds.filter(kept).map(relabel, num_parallel_calls=AUTOTUNE)
 
     def pretrain_dataset(self, transform, batch_size, seed, drop_remainder=False):
-        """train split -> (image, label) -> cache -> shuffle -> transform -> batch -> prefetch."""
+        """train (+ unlabelled) split -> (input, label) -> cache -> shuffle -> transform -> batch -> prefetch."""
         ds = self.examples(
-            self.train_split,
+            self.pretrain_split,
             shuffle_files=not self.builder.info.disable_shuffling,
             read_config=tfds.ReadConfig(shuffle_seed=seed),
         )
-        ds = self._relabel(ds.map(_image_and_label, num_parallel_calls=AUTOTUNE))
-        ds = ds.apply(tf.data.experimental.assert_cardinality(self.num_train))  # known after a filter too
-        if self.num_train * int(np.prod(self.image_shape)) <= CACHE_LIMIT_BYTES:
+        ds = self._relabel(ds.map(_input_and_label(self.feature), num_parallel_calls=AUTOTUNE))
+        ds = ds.apply(tf.data.experimental.assert_cardinality(self.num_pretrain))  # known after a filter too
+        if self.image_shape is None or self.num_pretrain * int(np.prod(self.image_shape)) <= CACHE_LIMIT_BYTES:
             ds = ds.cache()
-        ds = ds.shuffle(min(self.num_train, 20_000), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(min(self.num_pretrain, 20_000), seed=seed, reshuffle_each_iteration=True)
         ds = ds.map(transform, num_parallel_calls=AUTOTUNE)
         return shard_by_data(ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE))
 
-    def train_arrays(self):
-        """The whole train split as (images, labels) NumPy arrays, for code that wants arrays."""
-        ds = self.examples(self.train_split, shuffle_files=False)
-        return _to_numpy(self._relabel(ds.map(_image_and_label)), f"--train_split={self.train_split}")
+    def pretrain_inputs(self, batch_size=1024):
+        """The inputs pretraining reads, in the splits' order, batched, without labels (what a text
+        model's vocabulary is fitted on)."""
+        ds = self.examples(self.pretrain_split, shuffle_files=False)
+        return ds.map(_input(self.feature), num_parallel_calls=AUTOTUNE).batch(batch_size)
 
-    def train_images(self):
-        """The whole train split's images, in the split's order; its labels are never read
+    def train_arrays(self):
+        """The whole train split as (inputs, labels) NumPy arrays, for code that wants arrays."""
+        ds = self.examples(self.train_split, shuffle_files=False)
+        return _to_numpy(self._relabel(ds.map(_input_and_label(self.feature))), f"--train_split={self.train_split}")
+
+    def train_inputs(self):
+        """The whole train split's inputs, in the split's order; its labels are never read
         (what a teacher labels). Only for a dataset not `restrict`ed to some classes."""
         if self.label_map is not None:
-            raise ValueError("train_images() reads every image; a restricted dataset would need its labels")
+            raise ValueError("train_inputs() reads every input; a restricted dataset would need its labels")
         ds = self.examples(self.train_split, shuffle_files=False)
-        return _to_numpy(ds.map(_image), f"--train_split={self.train_split}")
+        return _to_numpy(ds.map(_input(self.feature)), f"--train_split={self.train_split}")
 
     def eval_dataset(self, transform, batch_size):
-        ds = tf.data.Dataset.from_tensor_slices((self.eval_images, self.eval_labels))
+        ds = tf.data.Dataset.from_tensor_slices((self.eval_inputs, self.eval_labels))
         return shard_by_data(ds.map(transform, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE))
 
     def labelled_subsets(self, budgets, seeds):
-        """{(n, seed): (images, labels)}: class-balanced draws from the train split, one pass to read."""
+        """{(n, seed): (inputs, labels)}: class-balanced draws from the train split, one pass to read."""
         draws = {(n, s): balanced_sample(self.train_labels, n, self.num_classes, s) for n in budgets for s in seeds}
         wanted = np.zeros(len(self.train_labels), dtype=bool)  # indices into the whole split
         for idx in draws.values():
             wanted[idx] = True
         keep = tf.constant(wanted)
+        feature = self.feature
 
         def is_wanted(i, example):
             return keep[i]
 
-        def index_and_image(i, example):
-            return i, example["image"]
+        def index_and_input(i, example):
+            return i, example[feature]
 
         ds = self.examples(self.train_split, shuffle_files=False)
-        ds = ds.enumerate().filter(is_wanted).map(index_and_image)
-        index, images = [], []
-        for i, image in ds.batch(1024).as_numpy_iterator():
+        ds = ds.enumerate().filter(is_wanted).map(index_and_input)
+        index, inputs = [], []
+        for i, x in ds.batch(1024).as_numpy_iterator():
             index.append(i)
-            images.append(image)
+            inputs.append(x)
         position = {int(i): k for k, i in enumerate(np.concatenate(index))}
-        images = np.concatenate(images)
-        return {key: (images[[position[int(i)] for i in idx]], self.train_labels[idx]) for key, idx in draws.items()}
+        inputs = np.concatenate(inputs)
+        return {key: (inputs[[position[int(i)] for i in idx]], self.train_labels[idx]) for key, idx in draws.items()}
 
 
 def _resizer(size):
@@ -321,12 +369,18 @@ def _label(example):
     return example["label"]
 
 
-def _image(example):
-    return example["image"]
+def _input(feature):
+    def get(example):
+        return example[feature]
+
+    return get
 
 
-def _image_and_label(example):
-    return example["image"], example["label"]
+def _input_and_label(feature):
+    def get(example):
+        return example[feature], example["label"]
+
+    return get
 
 
 def _to_numpy(ds, split_flag, batch_size=4096):
@@ -339,10 +393,23 @@ def _to_numpy(ds, split_flag, batch_size=4096):
     return np.concatenate(parts)
 
 
-def load_data(config, prepare=True, prefix=""):
+def _unlabelled_split(config, builder, prefix):
+    """The split pretraining also reads: --unlabelled_split, where the config has it ("auto": the
+    dataset's 'unsupervised' split when it has one); "" for none."""
+    name = getattr(config, "unlabelled_split", "")
+    if name == "auto":
+        return "unsupervised" if "unsupervised" in builder.info.splits else ""
+    if name:
+        _split_info(config.dataset, builder, prefix + "unlabelled_split", name)
+    return name
+
+
+def load_data(config, prepare=True, prefix="", reads=None, reader=""):
     """Resolve, check and prepare `config.dataset`; load eval split and train labels.
 
     `prefix` is what the flags are called in error messages ("target_" for a recipe's target data).
+    `reads` ("images" or "texts"): what `reader` (a model, an encoder) reads; a dataset of the other
+    kind is one line, before anything is prepared or downloaded.
     """
     image_size = tuple(config.image_size)
     if config.dataset == IMAGE_FOLDER:
@@ -351,7 +418,14 @@ def load_data(config, prepare=True, prefix=""):
         builder = tfds.folder_dataset.ImageFolder(config.manual_dir, shape=(None, None, channels))
     else:
         builder = make_builder(config.dataset, config.data_dir, config.manual_dir, prefix)
-    image_shape, num_classes, class_names = check_image_dataset(config.dataset, builder.info, prefix, image_size)
+    feature, image_shape, num_classes, class_names = check_dataset(config.dataset, builder.info, prefix, image_size)
+    kind = "texts" if image_shape is None else "images"
+    if reads and kind != reads:
+        example = "mnist or image_folder" if reads == "images" else "imdb_reviews, imdb_local or text_folder"
+        raise ZooError(
+            f"--{prefix}dataset={config.dataset} holds {kind}, but {reader} reads {reads}: "
+            f"give a dataset of {reads}, such as {example}"
+        )
     if prepare and config.dataset != IMAGE_FOLDER:  # an image folder is read as it is
         try:
             builder.download_and_prepare(
@@ -369,9 +443,11 @@ def load_data(config, prepare=True, prefix=""):
                     f"--{prefix}dataset={config.dataset}: could not prepare it ({type(e).__name__}: {first}); "
                     f"check the network, or point --{prefix}data_dir at prepared data"
                 ) from None
+    unlabelled = ""
     if builder.info.splits:  # empty only for mocked datasets (tfds.testing.mock_data)
         for flag in ("train_split", "eval_split"):
             _split_info(config.dataset, builder, prefix + flag, getattr(config, flag))
+        unlabelled = _unlabelled_split(config, builder, prefix)
 
     data = Data(
         name=config.dataset,
@@ -382,18 +458,26 @@ def load_data(config, prepare=True, prefix=""):
         num_classes=num_classes,
         class_names=class_names,
         train_labels=np.zeros(0, np.int64),
-        eval_images=np.zeros((0, *image_shape), np.uint8),
+        eval_inputs=np.zeros((0, *(image_shape or ())), np.uint8 if image_shape else object),
         eval_labels=np.zeros(0, np.int64),
         resize=image_shape[:2] if config.dataset == IMAGE_FOLDER else None,
+        feature=feature,
+        unlabelled_split=unlabelled,
     )
-    train = builder.as_dataset(split=config.train_split, decoders={"image": tfds.decode.SkipDecoding()})
+    skip = {"image": tfds.decode.SkipDecoding()} if feature == "image" else None
+    train = builder.as_dataset(split=config.train_split, decoders=skip)
     train_labels = _to_numpy(train.map(_label), f"--{prefix}train_split={config.train_split}")
-    eval_images, eval_labels = _to_numpy(
-        data.examples(config.eval_split).map(_image_and_label), f"--{prefix}eval_split={config.eval_split}"
+    num_unlabelled = 0
+    if unlabelled:
+        extra = builder.as_dataset(split=unlabelled, decoders=skip)
+        num_unlabelled = len(_to_numpy(extra.map(_label), f"--{prefix}unlabelled_split={unlabelled}"))
+    eval_inputs, eval_labels = _to_numpy(
+        data.examples(config.eval_split).map(_input_and_label(feature)), f"--{prefix}eval_split={config.eval_split}"
     )
     return dataclasses.replace(
         data,
         train_labels=train_labels.astype(np.int64),
-        eval_images=eval_images,
+        eval_inputs=eval_inputs,
         eval_labels=eval_labels.astype(np.int64),
+        num_unlabelled=num_unlabelled,
     )

@@ -69,8 +69,8 @@ class Config(RecipeConfig):
 class Scoring:
     """Scores generated images against the eval images, in the features of one scoring classifier."""
 
-    def __init__(self, scorer, eval_images):
-        self.scorer, self.real_statistics = scorer, scorer.statistics(eval_images)
+    def __init__(self, scorer, eval_inputs):
+        self.scorer, self.real_statistics = scorer, scorer.statistics(eval_inputs)
 
     def __call__(self, model, n, seed):
         z = tf.random.stateless_normal((n, model.latent_dim), seed=(seed, 1))
@@ -135,10 +135,10 @@ class Dcgan(flow.Recipe):
             flow.say(f"[dcgan] training the scoring classifier (cnn_classifier, {config.scorer_epochs} epochs)")
             run.state["scorer"] = Scorer.train(data, config.scorer_epochs, config.seed)
             flow.say(f"[dcgan] scoring classifier: {run.state['scorer'].accuracy:.1%} eval accuracy")
-        scoring = run.state["scoring"] = Scoring(run.state["scorer"], data.eval_images)
+        scoring = run.state["scoring"] = Scoring(run.state["scorer"], data.eval_inputs)
         noise = np.random.default_rng(config.seed).standard_normal((GRID, model.latent_dim)).astype("float32")
         os.makedirs(run.stage / "figures/epochs", exist_ok=True)
-        samples = min(config.score_samples, len(data.eval_images))
+        samples = min(config.score_samples, len(data.eval_inputs))
         return [ScoreEachEpoch(scoring, noise, run.stage / "figures/epochs", run.stage / "logs", samples, config.seed)]
 
     def recalibrate(self, run, model, images):
@@ -150,14 +150,14 @@ class Dcgan(flow.Recipe):
         scoring = run.state["scoring"]
         scorer = scoring.scorer
         metrics = super().evaluate(run, model)
-        n = min(config.score_samples, len(data.eval_images))
+        n = min(config.score_samples, len(data.eval_inputs))
         metrics.update(scoring(model, n, config.seed))
         train_images, _ = data.train_arrays()
         metrics["frechet_distance_train_vs_eval"] = frechet_distance(
             scorer.statistics(train_images[:n]), scoring.real_statistics
         )
         metrics["score_samples"] = n
-        metrics["classifier_score_eval"] = scorer.score(data.eval_images, scoring.real_statistics)["classifier_score"]
+        metrics["classifier_score_eval"] = scorer.score(data.eval_inputs, scoring.real_statistics)["classifier_score"]
         if scorer.accuracy is not None:
             metrics["scorer_accuracy"] = scorer.accuracy
         flow.say(

@@ -43,7 +43,6 @@ import numpy as np
 
 import zoo
 from recipes import figures, flow
-from recipes.artifact import image_spec
 from recipes.config import TransferConfig, new_default, option
 from recipes.data import augment_uint8, augmenter, labelled_dataset
 from recipes.downstream import Downstream, recalibrate_batchnorm, summarise
@@ -148,6 +147,11 @@ def student_config(config, data):
         entry = zoo.get_entry(config.student)
     except ZooError as e:
         raise ZooError(f"--student={config.student}: {e}") from None
+    if entry.inputs != data.kind:
+        raise ZooError(
+            f"--student={config.student} reads {entry.inputs}, but --dataset={data.name} holds {data.kind}: "
+            f"give a student of {data.kind}"
+        )
     given = {"num_classes": data.num_classes} if "num_classes" in entry.config() else {}
     return entry.config(image_shape=tuple(data.image_shape), **given)
 
@@ -336,15 +340,15 @@ def run(config: Config) -> dict:
 
     keras.utils.set_random_seed(config.seed)
     with flow.precision(ctx.precision):
-        pool = data.train_images()
+        pool = data.train_inputs()
         table, (student, kept) = distill_table(ctx, subsets, pool)
         flow.say(f"[distill] exporting the student (N={kept['labels']}, seed {kept['seed']}) to {config.model_dir}")
         flow.export_models(
             ctx.stage,
             student,
             student.get_layer("encoder"),
-            data.image_shape,
-            {"serve": (lambda images: student(images, training=False), [image_spec(data.image_shape)])},
+            data.input_spec(),
+            {"serve": (lambda inputs: student(inputs, training=False), [data.input_spec()])},
         )
     flow.write_manifest(
         ctx,

@@ -2,8 +2,11 @@
 
 For each labelled draw: `frozen` (a head on the frozen pretrained encoder), `finetune` (then the
 encoder unfrozen at a lower rate), `knn` (no training: weighted k-nearest neighbours on the frozen,
-L2-normalised features), `scratch` (the encoder's architecture from random weights) and `reference`
-(the zoo's small CNN from scratch: what a user gets without pretraining at all).
+L2-normalised features), `scratch` (the encoder's architecture from random weights; a text encoder
+keeps the pretrained vocabulary) and `reference` (what a user gets without pretraining at all: for
+images the zoo's small CNN from scratch; for texts the strong classic baseline, TF-IDF of words and
+word pairs, fitted on the unlabelled texts, plus logistic regression whose C is chosen by
+cross-validation on the labelled draw).
 """
 
 import keras
@@ -15,6 +18,7 @@ from zoo.heads import AdaptImages, adaptation, classifier_on
 
 KNN_TEMPERATURE = 0.07  # of the cosine votes, as Wu et al. (2018) and DINO's k-NN evaluation use it
 PRETRAINED = ("frozen", "finetune", "knn")
+TFIDF_CS = (0.1, 1.0, 10.0, 100.0, 1000.0)  # inverse regularisation strengths the text reference chooses from
 
 
 def accuracy(model, images, labels, batch_size=1000):
@@ -57,6 +61,8 @@ def recalibrate_batchnorm(model, images, max_examples=2048):
     layers (trainable=False) run in inference mode and are left untouched.
     """
     norms = [l for l in walk_layers(model) if isinstance(l, keras.layers.BatchNormalization) and l.trainable]
+    if not norms:
+        return
     momenta = [l.momentum for l in norms]
     for layer in norms:
         layer.momentum = 0.0
@@ -107,6 +113,12 @@ class Downstream:
     def __init__(self, config, data, strategy):
         self.config, self.data, self.strategy = config, data, strategy
         self._eval_features = None  # of the pretrained encoder: the same in every cell
+        self._tfidf = None  # (vectorizer, eval features) of the text reference: the same in every cell
+
+    @property
+    def reference_model(self):
+        """What the reference column is: --reference_model for images, "tfidf_logreg" for texts."""
+        return "tfidf_logreg" if self.data.kind == "texts" else self.config.reference_model
 
     def _classifier(self, encoder, learning_rate, steps):
         c = self.config
@@ -141,11 +153,11 @@ class Downstream:
             recalibrate_batchnorm(model, images)
 
     def evaluate(self, model):
-        return accuracy(model, self.data.eval_images, self.data.eval_labels)
+        return accuracy(model, self.data.eval_inputs, self.data.eval_labels)
 
     def knn(self, encoder, images, labels):
         if self._eval_features is None:
-            self._eval_features = features(encoder, self.data.eval_images)
+            self._eval_features = features(encoder, self.data.eval_inputs)
         return knn_accuracy(
             features(encoder, images),
             labels,
@@ -181,7 +193,9 @@ class Downstream:
         c = self.config
         scores, model = self.pretrained(images, labels, seed, load_pretrained)
         scores["scratch"] = self.scratch(images, labels, seed, build_scratch)
-        if c.reference:
+        if c.reference and self.data.kind == "texts":
+            scores["reference"] = self.tfidf_reference(images, labels, seed)
+        elif c.reference:
             scores["reference"] = self.scratch(images, labels, seed, self.build_reference)
         return {k: scores[k] for k in ("frozen", "finetune", "knn", "scratch", "reference") if k in scores}, model
 
@@ -190,6 +204,34 @@ class Downstream:
         return zoo.build_model(
             self.config.reference_model, image_shape=self.data.image_shape, num_classes=self.data.num_classes
         ).get_layer("encoder")
+
+    def tfidf_reference(self, texts, labels, seed):
+        """Eval accuracy of TF-IDF (words and word pairs, fitted on the texts pretraining reads, labels
+        never read) + logistic regression on the labelled `texts`, its C chosen by stratified
+        cross-validation on them (never on the eval split)."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+        if self._tfidf is None:
+            from sklearn.feature_extraction.text import TfidfVectorizer
+
+            unlabelled = [t for batch in self.data.pretrain_inputs().as_numpy_iterator() for t in batch]
+            vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, decode_error="replace")
+            vectorizer.fit(unlabelled)
+            self._tfidf = (vectorizer, vectorizer.transform(list(self.data.eval_inputs)))
+        vectorizer, eval_features = self._tfidf
+        features = vectorizer.transform(list(texts))
+        folds = min(5, int(np.bincount(labels).min()))
+        c = 10.0  # a class with one example leaves nothing to validate on
+        if folds >= 2:
+            split = StratifiedKFold(folds, shuffle=True, random_state=seed)
+            scores = {
+                c: cross_val_score(LogisticRegression(C=c, max_iter=2000), features, labels, cv=split).mean()
+                for c in TFIDF_CS
+            }
+            c = max(scores, key=scores.get)
+        model = LogisticRegression(C=c, max_iter=2000).fit(features, labels)
+        return float(np.mean(model.predict(eval_features) == self.data.eval_labels))
 
     def scratch(self, images, labels, seed, build_encoder):
         """A randomly initialised encoder + the same head, trained end to end with the
@@ -216,12 +258,13 @@ def summarise(budget, runs):
 
 def verdict(row):
     """One line saying whether pretraining helped at this budget: over the same network from
-    scratch, and over the reference CNN when the row has it."""
+    scratch, and over the reference (the small CNN, or for texts TF-IDF) when the row has it."""
     shown = [k for k in ("frozen", "finetune", "knn", "scratch", "reference") if k in row]
     best = max((k for k in PRETRAINED if k in row), key=lambda k: row[k])
     gain = 100 * (row[best] - row["scratch"])
     word = "helped" if gain > 0 else "did not help"
     versus = f"{best} {gain:+.1f} points over scratch"
     if "reference" in row:
-        versus += f", {100 * (row[best] - row['reference']):+.1f} over the reference CNN"
+        name = "TF-IDF reference" if row.get("reference_model") == "tfidf_logreg" else "reference CNN"
+        versus += f", {100 * (row[best] - row['reference']):+.1f} over the {name}"
     return f"N={row['labels']}: " + ", ".join(f"{k} {row[k]:.1%}" for k in shown) + f" -> pretraining {word} ({versus})"

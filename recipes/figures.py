@@ -130,3 +130,15 @@ def latent_scatter(points, labels, path, axes=("z[0]", "z[1]"), title=""):
     ax.legend(*scatter.legend_elements(), title="label", fontsize=7, loc="best", markerscale=0.8)
     ax.set(xlabel=axes[0], ylabel=axes[1], title=title)
     _save(fig, path)
+
+
+def text_table(rows, path, title="", columns=("word", "nearest words")):
+    """A table of short texts as a figure: `rows` are tuples of strings, one per column."""
+    fig, ax = _subplots(figsize=(10, 0.4 * len(rows) + 1))
+    ax.axis("off")
+    if rows:
+        table = ax.table(cellText=[list(r) for r in rows], colLabels=list(columns), loc="center", cellLoc="left")
+        table.auto_set_column_width(list(range(len(columns))))
+        table.scale(1, 1.4)
+    ax.set_title(title)
+    _save(fig, path)

@@ -27,10 +27,11 @@ import tensorflow as tf
 
 import zoo
 from recipes import figures
-from recipes.artifact import Stage, check_model_dir, check_writable_dir, export_saved_model, image_spec, write_json
+from recipes.artifact import Stage, check_model_dir, check_writable_dir, export_saved_model, write_json
 from recipes.config import RecipeConfig, as_dict, define_flags, from_flags, to_flagfile
 from recipes.data import Data, load_data
 from recipes.downstream import Downstream, recalibrate_batchnorm, summarise, verdict
+from recipes.downstream import features as downstream_features
 from zoo.errors import ZooError
 from zoo.heads import adaptation
 
@@ -91,6 +92,8 @@ class Recipe:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("shared"):  # a base for several families (TextRecipe), not a recipe itself
+            return
         missing = [name for name in ("family", "module", "features") if not getattr(cls, name)]
         if cls.Config is RecipeConfig or not issubclass(cls.Config, RecipeConfig):
             missing.append("Config (a RecipeConfig subclass)")
@@ -127,7 +130,9 @@ class Recipe:
         }
         if "num_classes" in params:
             given["num_classes"] = run.source.num_classes
-        return entry.config(image_shape=tuple(run.source.image_shape), **given)
+        if "image_shape" in params:
+            given["image_shape"] = tuple(run.source.image_shape)
+        return entry.config(**given)
 
     def datasets(self, run):
         """(source, target): what to pretrain on and what to transfer to; by default as loaded."""
@@ -143,6 +148,19 @@ class Recipe:
     def encoder(self, model):
         return model.get_layer("encoder")
 
+    def adapt(self, run, model):
+        """Fit what the model learns from the data before training: a text model's vocabulary, from
+        the texts pretraining reads (their labels never read)."""
+        if hasattr(model, "adapt"):
+            model.adapt(run.source.pretrain_inputs())
+
+    def throughput(self, run, model, per_second):
+        """The pretraining step's speed for metrics.json: {"images_per_second": ...} or texts."""
+        return {f"{run.source.kind}_per_second": per_second}
+
+    def artifacts(self, run, model):
+        """Files of the family's own, written into `run.stage` beside the standard artifact."""
+
     def recalibrate(self, run, model, images):
         """Re-estimate BatchNorm statistics after pretraining (see `recalibrate_batchnorm`)."""
         recalibrate_batchnorm(model, images)
@@ -154,7 +172,7 @@ class Recipe:
 
     def endpoints(self, run, model):
         """SavedModel endpoints of `model/`: {name: (fn, input_signature)}."""
-        return {"serve": (lambda images: model(images, training=False), [image_spec(run.source.image_shape)])}
+        return {"serve": (lambda inputs: model(inputs, training=False), [run.source.input_spec()])}
 
     def figures(self, run, model):
         """Family figures beyond the training and transfer curves, into `run.fig_dir`."""
@@ -163,6 +181,46 @@ class Recipe:
         """Extra Keras callbacks for pretraining (per-epoch figures, scores, probes); `run.stage / "logs"`
         is the TensorBoard directory."""
         return []
+
+
+def _text_only(text, label):
+    return text
+
+
+class TextRecipe(Recipe):
+    """What the text families share: pretraining reads texts only (labels never read), their model
+    fits its vocabulary first (`adapt`), and the speed is also given in tokens per second."""
+
+    shared = True
+    smoke = dict(dataset="text_folder")  # the tests give --manual_dir: texts they write
+
+    def compile(self, run, model):
+        # The loss is the model's own (see its train_step).
+        model.compile(optimizer=keras.optimizers.Adam(run.config.learning_rate), jit_compile=run.config.jit_compile)
+
+    def pretrain_example(self, run):
+        return _text_only
+
+    def throughput(self, run, model, per_second):
+        """Texts per second, and tokens (words the model reads, padding left out) per second."""
+        ids = np.asarray(zoo.text.token_ids(self.encoder(model), run.source.eval_inputs[:1000]))
+        tokens = float(np.mean(np.sum(ids != zoo.text.PAD, axis=1))) if len(ids) else 0.0
+        return {
+            "texts_per_second": per_second,
+            "tokens_per_text": round(tokens, 1),
+            "tokens_per_second": round(per_second * tokens, 1) if per_second else None,
+        }
+
+    def figures(self, run, model):
+        data = run.source
+        features = downstream_features(self.encoder(model), data.eval_inputs)
+        figures.feature_scatter(
+            features,
+            data.eval_labels,
+            run.fig_dir + "/features.png",
+            f"encoder features of {len(features)} eval texts, by class ({', '.join(data.class_names)})",
+            seed=run.config.seed,
+        )
 
 
 @functools.cache
@@ -243,7 +301,7 @@ def precision(policy):
 
 
 class Throughput(keras.callbacks.Callback):
-    """Images per second of the training step: first to last batch of each epoch
+    """Examples (images, texts) per second of the training step: first to last batch of each epoch
     (validation excluded), median over the epochs after the first (which compiles)."""
 
     def __init__(self, images_per_epoch):
@@ -296,8 +354,9 @@ def prepare(recipe, config):
     the `Run` every hook receives, without a stage (benchmarks and notebooks use it as it is)."""
     config.validate()
     strategy = make_strategy(config.strategy)  # before any TensorFlow op: multi_worker configures the runtime
-    data = load_data(config)
-    target = load_data(config.target(), prefix="target_") if config.target() else data
+    reads, reader = zoo.get_entry(config.model).inputs, f"{recipe.family} (--model={config.model})"
+    data = load_data(config, reads=reads, reader=reader)
+    target = load_data(config.target(), prefix="target_", reads=reads, reader=reader) if config.target() else data
     run = Run(config, data, target, strategy, resolve_precision(config.precision))
     run.source, run.target = recipe.datasets(run)
     run.model_config = recipe.model_config(run)
@@ -312,7 +371,7 @@ def run(recipe, config):
     say(f"[{recipe.family}] dataset {config.dataset} ({config.train_split} / {config.eval_split})")
     ctx = prepare(recipe, config)
     subsets = labelled_draws(config, ctx.target)
-    adapted = check_adaptation(config, ctx.target.image_shape, ctx.source.image_shape, recipe.family)
+    adapted = check_adaptation(config, ctx.target, ctx.source.image_shape or (), recipe.family)
     chosen = " (auto)" if config.precision == "auto" else ""
     say(
         f"[{recipe.family}] precision {ctx.precision}{chosen}, strategy {config.strategy} "
@@ -331,7 +390,7 @@ def run(recipe, config):
             subsets,
             title=f"{config.model} -> {ctx.target.name}",
             load_pretrained=lambda: zoo.load_encoder(ctx.stage.path, trainable=False),
-            build_scratch=lambda: recipe.encoder(zoo.build_model(config.model, **ctx.model_config)),
+            build_scratch=lambda: fresh_encoder(config.model, ctx.model_config, vocabulary(recipe.encoder(model))),
         )
 
     metrics = {"pretrain": pretrain_metrics, "transfer": table}
@@ -357,6 +416,10 @@ def check_destinations(config):
 def labelled_draws(config, data):
     """{(n, seed): (images, labels)} of every budget and seed, drawn from `data`'s train split
     before any training; a budget larger than the split is one line."""
+    if config.augment and data.kind == "texts":
+        raise ZooError(
+            f"--augment: random translation, rotation and zoom are for images; --dataset={data.name} holds texts"
+        )
     for n in config.label_budgets:
         if n > data.num_train:
             raise ZooError(
@@ -388,12 +451,13 @@ def pretrain(recipe, run):
     with run.strategy.scope():
         model = zoo.build_model(config.model, **run.model_config)
         recipe.compile(run, model)
+    recipe.adapt(run, model)
     say(
         f"[{recipe.family}] pretraining {config.model} ({model.count_params():,} parameters) "
-        f"for {config.epochs} epochs on {data.num_train} images"
+        f"for {config.epochs} epochs on {data.num_pretrain} {data.kind}"
     )
     example = recipe.pretrain_example(run)
-    throughput = Throughput(data.num_train)
+    throughput = Throughput(data.num_pretrain)
     model.fit(
         data.pretrain_dataset(
             example, config.batch_size, config.seed, drop_remainder=run.strategy.num_replicas_in_sync > 1
@@ -416,7 +480,7 @@ def pretrain(recipe, run):
     with run.strategy.scope():
         recipe.recalibrate(run, model, images)
     metrics = recipe.evaluate(run, model)
-    metrics["images_per_second"] = throughput.images_per_second()
+    metrics.update(recipe.throughput(run, model, throughput.images_per_second()))
     history = _history(stage / HISTORY)
     if history:
         figures.training_curves(history, stage / "figures/curves.png", f"{config.model} on {config.dataset}")
@@ -424,8 +488,40 @@ def pretrain(recipe, run):
     return model, metrics
 
 
-def check_adaptation(config, target_shape, encoder_shape, name):
-    """How target images become the encoder's (said and returned), or None; --adapt=none refuses."""
+def vocabulary(encoder):
+    """A text encoder's vocabulary (None for an image encoder)."""
+    return zoo.text.vectorizer(encoder).get_vocabulary() if zoo.text.is_text_model(encoder) else None
+
+
+def fresh_encoder(model, model_config, vocabulary=None):
+    """The encoder of a new build of `model` (random weights): the scratch column. A text encoder
+    tokenises with the pretrained encoder's `vocabulary`, so scratch differs from it by the
+    weights alone."""
+    encoder = zoo.build_model(model, **model_config).get_layer("encoder")
+    if vocabulary is not None:
+        zoo.text.vectorizer(encoder).set_vocabulary(vocabulary)
+    return encoder
+
+
+def check_adaptation(config, target, encoder_shape, name):
+    """How the target's inputs become the encoder's (said and returned), or None; a text dataset for
+    an image encoder (or the reverse) is one line, and so is an adaptation with --adapt=none.
+
+    Args:
+      target: the target `Data`.
+      encoder_shape: the encoder's input shape: (height, width, channels), or () for texts.
+    """
+    encoder_shape = tuple(encoder_shape)
+    reads = "texts" if encoder_shape == () else "images"
+    if target.kind != reads:
+        raise ZooError(
+            f"--dataset={target.name} holds {target.kind}, but the encoder reads {reads}"
+            + (f" of shape {encoder_shape}" if encoder_shape else "")
+            + f": give a dataset of {reads}, or an encoder pretrained on {target.kind}"
+        )
+    if target.kind == "texts":
+        return None
+    target_shape = target.image_shape
     how = adaptation(target_shape, encoder_shape)
     if how and config.adapt == "none":
         raise ZooError(
@@ -445,7 +541,8 @@ def export(recipe, run, model, adapted=None):
     config, data, stage = run.config, run.source, run.stage
     say(f"[{recipe.family}] exporting to {config.model_dir}")
     encoder = recipe.encoder(model)
-    export_models(stage, model, encoder, data.image_shape, recipe.endpoints(run, model))
+    export_models(stage, model, encoder, data.input_spec(), recipe.endpoints(run, model))
+    recipe.artifacts(run, model)
     write_manifest(
         run,
         recipe.family,
@@ -467,7 +564,7 @@ def write_manifest(run, family, module, data, **fields):
             "family": family,
             "format": zoo.loading.ARTIFACT_FORMAT,
             "dataset": data.describe(),
-            "input": {"shape": list(data.image_shape), "dtype": "uint8", "range": [0, 255]},
+            "input": data.input_manifest(),
             **fields,
             "precision": run.precision,
             "flags": as_dict(run.config),
@@ -479,13 +576,13 @@ def write_manifest(run, family, module, data, **fields):
         f.write(to_flagfile(run.config, module))
 
 
-def export_models(stage, model, encoder, image_shape, endpoints):
-    """encoder/ (endpoint serve: uint8 images in, features out), encoder.keras, model/ (`endpoints`)
-    and model.keras into `stage`."""
+def export_models(stage, model, encoder, input_spec, endpoints):
+    """encoder/ (endpoint serve: inputs of `input_spec` in, features out: uint8 images, or for a text
+    encoder strings, its vocabulary inside), encoder.keras, model/ (`endpoints`) and model.keras into `stage`."""
     export_saved_model(
         stage / "encoder",
         encoder,
-        {"serve": (lambda images: encoder(images, training=False), [image_spec(image_shape)])},
+        {"serve": (lambda inputs: encoder(inputs, training=False), [input_spec])},
     )
     encoder.save(stage / "encoder.keras")
     export_saved_model(stage / "model", model, endpoints)
@@ -510,7 +607,10 @@ def transfer_table(run, subsets, load_pretrained, build_scratch, title):
                 kept = (finetuned, {"labels": n, "seed": seed, "eval_accuracy": cell["finetune"]})
             say(f"  N={n} seed={seed}: " + ", ".join(f"{k} {v:.1%}" for k, v in cell.items()))
             runs.append({"seed": seed, **cell})
-        table.append(summarise(n, runs))
+        row = summarise(n, runs)
+        if "reference" in row:
+            row["reference_model"] = downstream.reference_model
+        table.append(row)
     figures.transfer_plot(table, run.stage / "figures/transfer.png", title)
     return table, kept
 

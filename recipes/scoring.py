@@ -55,7 +55,7 @@ class Scorer:
         )
         recalibrate_batchnorm(model, data.train_arrays()[0])
         scorer = cls(model)
-        scorer.accuracy = float(np.mean(scorer.predict(data.eval_images) == data.eval_labels))
+        scorer.accuracy = float(np.mean(scorer.predict(data.eval_inputs) == data.eval_labels))
         return scorer
 
     @classmethod

@@ -90,10 +90,10 @@ class LinearProbe(keras.callbacks.Callback):
     """After each epoch: logistic regression on the frozen encoder's features of a labelled draw,
     scored on the eval split, printed and written to TensorBoard."""
 
-    def __init__(self, encoder, labelled, eval_images, eval_labels, log_dir, batch_size=500):
+    def __init__(self, encoder, labelled, eval_inputs, eval_labels, log_dir, batch_size=500):
         super().__init__()
         self.encoder, self.labelled, self.batch_size = encoder, labelled, batch_size
-        self.eval_images, self.eval_labels = eval_images, eval_labels
+        self.eval_inputs, self.eval_labels = eval_inputs, eval_labels
         self.writer = tf.summary.create_file_writer(log_dir)
 
     def features(self, images):
@@ -113,7 +113,7 @@ class LinearProbe(keras.callbacks.Callback):
         images, labels = self.labelled
         probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
         probe.fit(self.features(images), labels)
-        accuracy = float(probe.score(self.features(self.eval_images), self.eval_labels))
+        accuracy = float(probe.score(self.features(self.eval_inputs), self.eval_labels))
         with self.writer.as_default():
             tf.summary.scalar(
                 "eval_accuracy",
@@ -154,19 +154,19 @@ class Simclr(flow.Recipe):
         return [
             decay,
             LinearProbe(
-                self.encoder(model), labelled, data.eval_images, data.eval_labels, os.path.join(stage / "logs", "probe")
+                self.encoder(model), labelled, data.eval_inputs, data.eval_labels, os.path.join(stage / "logs", "probe")
             ),
         ]
 
     def figures(self, run, model):
         config, data, fig_dir = run.config, run.source, run.fig_dir
-        images = data.eval_images[:12]
+        images = data.eval_inputs[:12]
         figures.image_rows(
             [images, model.augment(images), model.augment(images)],
             f"{fig_dir}/views.png",
             ["image", "view 1", "view 2"],
         )
-        features = self.encoder(model).predict(data.eval_images, batch_size=config.batch_size, verbose=0)
+        features = self.encoder(model).predict(data.eval_inputs, batch_size=config.batch_size, verbose=0)
         figures.feature_scatter(
             features,
             data.eval_labels,

@@ -1,10 +1,12 @@
-"""Transfer job: the transfer table of any saved run on any image dataset, without pretraining again.
+"""Transfer job: the transfer table of any saved run on any dataset of its kind, without pretraining again.
 
     python -m recipes.transfer --encoder_dir=runs/simclr --model_dir=runs/simclr-on-digits
     python -m recipes.transfer --encoder_dir=runs/simclr --dataset=mnist_idx --manual_dir=DIR \\
         --train_split='test[:8000]' --eval_split='test[8000:]' --model_dir=runs/simclr-on-mnist
     python -m recipes.transfer --encoder_dir=runs/simclr --dataset=image_folder --manual_dir=my_images \\
         --model_dir=runs/simclr-on-mine          # my_images/{train,test}/<class>/*.png
+    python -m recipes.transfer --encoder_dir=runs/word2vec --dataset=text_folder --manual_dir=my_texts \\
+        --model_dir=runs/w2v-on-mine             # a text encoder: texts, my_texts/{train,test}/<class>/*.txt
 
 The encoder of `--encoder_dir` (the model_dir of any recipe's run, any family) is reloaded frozen;
 the table has the same columns as every recipe's (frozen, finetune, knn, scratch, reference), the
@@ -28,7 +30,7 @@ import keras
 
 import zoo
 from recipes import flow
-from recipes.artifact import export_saved_model, image_spec
+from recipes.artifact import export_saved_model
 from recipes.config import TransferConfig, new_default, option
 from recipes.data import IMAGE_FOLDER, load_data
 from zoo.errors import ZooError
@@ -68,15 +70,17 @@ def from_saved_run(config, path, flag, name):
     flow.check_destinations(config)
     strategy = flow.make_strategy(config.strategy)
     manifest, encoder = source_run(path, flag)
-    encoder_shape = tuple(encoder.input_shape[1:])
-    if config.dataset == IMAGE_FOLDER and not config.image_size:
+    encoder_shape = tuple(encoder.input_shape[1:])  # () for a text encoder
+    if config.dataset == IMAGE_FOLDER and not config.image_size and encoder_shape:
         config = config.replace(image_size=encoder_shape[:2])
     flow.say(
         f"[{name}] {manifest['family']} encoder of {path} ({manifest['model']}, pretrained on "
         f"{manifest['dataset']['name']}) -> {config.dataset} ({config.train_split} / {config.eval_split})"
     )
-    data = load_data(config)
-    adapted = flow.check_adaptation(config, data.image_shape, encoder_shape, name)
+    data = load_data(
+        config, reads="texts" if encoder_shape == () else "images", reader=f"the encoder of --{flag}={path}"
+    )
+    adapted = flow.check_adaptation(config, data, encoder_shape, name)
     return config, strategy, manifest, data, adapted
 
 
@@ -89,6 +93,7 @@ def run(config: Config) -> dict:
     ctx = flow.Run(config, data, data, strategy, flow.resolve_precision(config.precision))
     ctx.stage = flow.open_stage(ctx, MODULE)
 
+    vocabulary = flow.vocabulary(zoo.load_encoder(config.encoder_dir))
     keras.utils.set_random_seed(config.seed)
     with flow.precision(ctx.precision):
         table, (classifier, kept) = flow.transfer_table(
@@ -96,12 +101,12 @@ def run(config: Config) -> dict:
             subsets,
             title=f"{manifest['model']} ({manifest['dataset']['name']}) -> {data.name}",
             load_pretrained=lambda: zoo.load_encoder(config.encoder_dir, trainable=False),
-            build_scratch=lambda: zoo.build_model(manifest["model"], **manifest["model_config"]).get_layer("encoder"),
+            build_scratch=lambda: flow.fresh_encoder(manifest["model"], manifest["model_config"], vocabulary),
         )
         export_saved_model(
             ctx.stage / "classifier",
             classifier,
-            {"serve": (lambda images: classifier(images, training=False), [image_spec(data.image_shape)])},
+            {"serve": (lambda inputs: classifier(inputs, training=False), [data.input_spec()])},
         )
         classifier.save(ctx.stage / "classifier.keras")
 

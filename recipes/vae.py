@@ -79,8 +79,8 @@ class Vae(flow.Recipe):
         k = config.iw_samples
         step = max(1, IW_IMAGES_PER_CALL // k)
         nll = [
-            model.importance_weighted_nll(data.eval_images[i : i + step], k, seed=config.seed)
-            for i in range(0, len(data.eval_images), step)
+            model.importance_weighted_nll(data.eval_inputs[i : i + step], k, seed=config.seed)
+            for i in range(0, len(data.eval_inputs), step)
         ]
         metrics["eval_nll"] = float(np.mean(np.concatenate(nll)))
         metrics["iw_samples"] = k
@@ -100,17 +100,17 @@ class Vae(flow.Recipe):
         samples = np.asarray(model.generate(z))
         figures.image_rows([samples[i : i + 10] for i in range(0, 40, 10)], f"{fig_dir}/samples.png")
 
-        images = data.eval_images[:12]
+        images = data.eval_inputs[:12]
         figures.image_rows(
             [images, model.predict(images, verbose=0)], f"{fig_dir}/reconstructions.png", ["eval", "decoded"]
         )
 
         encoder = model.get_layer("encoder")
         figures.interpolation(
-            model.generate, encoder.predict(data.eval_images[:8], verbose=0), f"{fig_dir}/interpolation.png"
+            model.generate, encoder.predict(data.eval_inputs[:8], verbose=0), f"{fig_dir}/interpolation.png"
         )
 
-        means = encoder.predict(data.eval_images, batch_size=config.batch_size, verbose=0)
+        means = encoder.predict(data.eval_inputs, batch_size=config.batch_size, verbose=0)
         figures.feature_scatter(
             means,
             data.eval_labels,

@@ -17,11 +17,54 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import recipes  # noqa: E402
-from recipes import autoencoder  # noqa: E402
+import zoo  # noqa: E402
+from recipes import autoencoder, flow  # noqa: E402
 from recipes.datasets import write_idx  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = recipes.all_recipes()  # {family: module}: every recipe gets the contract tests
+
+
+WORDS = {  # the smoke corpus: each class has words of its own, and all share some
+    "neg": "awful boring dull worst bad waste poor terrible".split(),
+    "pos": "great superb lovely best good brilliant fine wonderful".split(),
+}
+SHARED = "the film movie a plot actor was and it of this".split()
+
+
+def example_texts(n=5, seed=0, label=None):
+    """Short texts of the smoke corpus's words (of one class's, when `label` is given)."""
+    rng = np.random.default_rng(seed)
+    words = SHARED + (WORDS[label] if label else WORDS["neg"] + WORDS["pos"])
+    return np.array([" ".join(rng.choice(words, rng.integers(4, 24))) for _ in range(n)], dtype=object)
+
+
+def example_inputs(name, n=5, seed=0, image_shape=(8, 8, 1)):
+    """Inputs the registered model `name` reads: uint8 images, or texts."""
+    if zoo.get_entry(name).inputs == "texts":
+        return example_texts(n, seed)
+    return np.random.default_rng(seed).integers(0, 256, (n, *image_shape)).astype("uint8")
+
+
+def build(name, image_shape=(8, 8, 1), **kwargs):
+    """The registered model `name`, for `image_shape` if it reads images; a text model has its
+    vocabulary fitted on example texts."""
+    if zoo.get_entry(name).inputs == "texts":
+        model = zoo.build_model(name, **kwargs)
+        model.adapt(example_texts(64, seed=1))
+        return model
+    return zoo.build_model(name, image_shape=image_shape, **kwargs)
+
+
+def write_text_folder(root, per_class=(40, 12), seed=0):
+    """A text_folder corpus: train/<class>/*.txt and test/<class>/*.txt of `example_texts`."""
+    for split, n in zip(("train", "test"), per_class):
+        for c, label in enumerate(WORDS):
+            os.makedirs(os.path.join(root, split, label), exist_ok=True)
+            for i, t in enumerate(example_texts(n, seed=seed + 100 * c + (split == "test"), label=label)):
+                with open(os.path.join(root, split, label, f"{i}.txt"), "w", encoding="utf-8") as f:
+                    f.write(t)
+    return root
 
 
 def on_run_of(family):
@@ -56,7 +99,26 @@ def tiny_config(tfds_dir, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def finished_run(tfds_dir, tmp_path_factory):
+def text_dir(tmp_path_factory):
+    """A text_folder corpus, written once per session."""
+    return write_text_folder(str(tmp_path_factory.mktemp("texts")))
+
+
+@pytest.fixture(scope="session")
+def smoke(tfds_dir, text_dir):
+    """smoke(family, **changes): the family's smoke config on the session's offline data (a text
+    family's on the session's text folder)."""
+
+    def make(family, **changes):
+        recipe = RECIPES[family].RECIPE
+        data = {"manual_dir": text_dir} if isinstance(recipe, flow.TextRecipe) else {}
+        return recipe.smoke_config(**{"data_dir": tfds_dir, **data, **changes})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def finished_run(smoke, tmp_path_factory):
     """finished_run(family) -> (config, metrics): one smoke run of each recipe per test session
     (two epochs, two seeds per budget), shared by the contract tests and the family's own."""
     done = {}
@@ -64,9 +126,7 @@ def finished_run(tfds_dir, tmp_path_factory):
     def get(family):
         if family not in done:
             module = RECIPES[family]
-            config = module.RECIPE.smoke_config(
-                data_dir=tfds_dir, model_dir=str(tmp_path_factory.mktemp(family) / "run"), epochs=2, transfer_repeats=2
-            )
+            config = smoke(family, model_dir=str(tmp_path_factory.mktemp(family) / "run"), epochs=2, transfer_repeats=2)
             done[family] = (config, module.run(config))
         return done[family]
 

@@ -34,7 +34,7 @@ def _cli(args, tfds_dir, cwd):
     "args, message",
     [
         (["--dataset=mnistt"], "error: --dataset=mnistt: no such TFDS dataset. Did you mean mnist"),
-        (["--dataset=imdb_reviews"], "error: --dataset=imdb_reviews has features"),
+        (["--dataset=imdb_reviews"], "error: --dataset=imdb_reviews holds texts, but autoencoder"),
         (["--epochs=-1"], "error: --epochs=-1: must be 0 or more"),
         (["--label_budgets=100,5000"], "error: --label_budgets: 5000 is more than the 1437 examples"),
         (["--label_budgets=ten"], "error: --label_budgets=ten: give a comma list of integers"),

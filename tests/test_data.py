@@ -31,7 +31,7 @@ def test_mnist_idx_reads_local_files_in_order(idx_dir, tfds_dir):
     )
     assert data.image_shape == (28, 28, 1) and data.num_classes == 10
     np.testing.assert_array_equal(data.train_labels, np.arange(20) % 10)
-    np.testing.assert_array_equal(data.eval_images[:, 0, 0, 0], np.arange(20, 30))  # file order kept
+    np.testing.assert_array_equal(data.eval_inputs[:, 0, 0, 0], np.arange(20, 30))  # file order kept
     full = load_data(RecipeConfig(dataset="mnist_idx", manual_dir=idx_dir, data_dir=tfds_dir))
     assert full.num_train == 40 and len(full.eval_labels) == 30
 
@@ -46,8 +46,8 @@ def test_mnist_idx_without_files_is_named(tmp_path, tfds_dir):
 def test_default_dataset_is_offline_uci_digits(tfds_dir):
     data = load_data(RecipeConfig(data_dir=tfds_dir))
     assert (data.num_train, len(data.eval_labels)) == (1437, 360)
-    assert data.image_shape == (8, 8, 1) and data.eval_images.dtype == np.uint8
-    assert data.eval_images.max() == 255 and set(np.unique(data.train_labels)) == set(range(10))
+    assert data.image_shape == (8, 8, 1) and data.eval_inputs.dtype == np.uint8
+    assert data.eval_inputs.max() == 255 and set(np.unique(data.train_labels)) == set(range(10))
 
 
 def test_any_tfds_image_dataset_through_mock_data(tmp_path):
@@ -64,7 +64,7 @@ def test_any_tfds_image_dataset_through_mock_data(tmp_path):
     "name, match",
     [
         ("mnistt", "no such TFDS dataset. Did you mean mnist"),
-        ("imdb_reviews", "need an 'image' \\(Image\\) and a 'label'"),
+        ("glue/mrpc", "need one input, an 'image' \\(Image\\) or one text"),
     ],
 )
 def test_unusable_datasets_are_named(name, match, tmp_path):

@@ -137,12 +137,12 @@ def test_frechet_distance_by_hand():
 def test_scorer_separates_real_from_noise(tfds_dir):
     data = load_data(dcgan.Config(data_dir=tfds_dir))
     scorer = Scorer.train(data, epochs=2, seed=0, batch_size=64)
-    real = scorer.statistics(data.eval_images)
+    real = scorer.statistics(data.eval_inputs)
     train_images, _ = data.train_arrays()
-    noise = np.random.default_rng(0).integers(0, 256, (len(data.eval_images), *data.image_shape)).astype("uint8")
-    real_vs_real = scorer.score(train_images[: len(data.eval_images)], real)["frechet_distance"]
+    noise = np.random.default_rng(0).integers(0, 256, (len(data.eval_inputs), *data.image_shape)).astype("uint8")
+    real_vs_real = scorer.score(train_images[: len(data.eval_inputs)], real)["frechet_distance"]
     real_vs_noise = scorer.score(noise, real)
-    same = scorer.score(data.eval_images, real)["frechet_distance"]
+    same = scorer.score(data.eval_inputs, real)["frechet_distance"]
     assert abs(same) < 1e-6 * real_vs_noise["frechet_distance"]  # the eval images against themselves
     assert real_vs_noise["frechet_distance"] > 10 * real_vs_real  # train images against eval: small
     assert sum(real_vs_noise["class_histogram"]) == len(noise)
@@ -195,7 +195,7 @@ def test_scorer_loads_a_classifier_run(tmp_path, tfds_dir):
         json.dump({"family": "cnn_classifier", "input": {"shape": list(data.image_shape)}}, f)
     scorer = Scorer.load(str(tmp_path), data)
     np.testing.assert_allclose(
-        scorer.predict(data.eval_images[:5]), np.argmax(classifier.predict(data.eval_images[:5], verbose=0), -1)
+        scorer.predict(data.eval_inputs[:5]), np.argmax(classifier.predict(data.eval_inputs[:5], verbose=0), -1)
     )
     with open(tmp_path / "manifest.json", "w") as f:
         json.dump({"family": "cnn_classifier", "input": {"shape": [28, 28, 1]}}, f)

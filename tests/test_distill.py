@@ -63,7 +63,7 @@ def test_pseudo_labels_never_read_the_pool_labels(tfds_dir, tmp_path, monkeypatc
     """The students learn the same targets whatever the pool's true labels are; only the
     pseudo-label accuracy (a figure for the table) changes with them."""
     ctx = _context(tfds_dir, tmp_path, teacher_views=2, confidence=0.05, rounds=2)
-    pool = ctx.target.train_images()
+    pool = ctx.target.train_inputs()
     np.testing.assert_array_equal(pool, ctx.target.train_arrays()[0])  # every image, in the labels' order
     keras.utils.set_random_seed(0)
     teacher = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])

@@ -172,8 +172,13 @@ CLI_CASES = [
     ("autoencoder", [OUT, "--dataset=mnistt"], "error: --dataset=mnistt: no such TFDS dataset", None),
     ("vae", [OUT, "--model=conv_vae_huge"], "FATAL Flags parsing error: flag --model=conv_vae_huge", None),
     ("dcgan", [OUT, "--no_such_flag=1"], "FATAL Flags parsing error: Unknown command line flag 'no_such_flag'", None),
-    # not an image dataset: its features are checked before any download
-    ("cnn_classifier", [OUT, "--dataset=imdb_reviews"], "error: --dataset=imdb_reviews has features", None),
+    # a text dataset for an image model: its features are checked before any download
+    (
+        "cnn_classifier",
+        [OUT, "--dataset=imdb_reviews"],
+        "error: --dataset=imdb_reviews holds texts, but cnn_classifier",
+        None,
+    ),
     # --overwrite replaces only a finished artifact or an empty directory
     (
         "autoencoder",

@@ -1,6 +1,7 @@
 """The contract every registered model keeps, parametrised over `zoo.list_models(include_tiny=True)`:
-it builds for any image shape, saves and reloads exactly (also in a fresh process), every trainable
-weight learns, and the default build's size is pinned. The registry explains mistakes."""
+it builds for any image shape (a text model: any sequence length, strings in), saves and reloads
+exactly (also in a fresh process), every trainable weight learns, and the default build's size is
+pinned. The registry explains mistakes."""
 
 import os
 import subprocess
@@ -9,11 +10,14 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import REPO
+import tensorflow as tf
+from conftest import REPO, build, example_inputs
 
 import zoo
 
 ALL_MODELS = zoo.list_models(include_tiny=True)
+IMAGE_MODELS = [n for n in ALL_MODELS if zoo.get_entry(n).inputs == "images"]
+TEXT_MODELS = [n for n in ALL_MODELS if zoo.get_entry(n).inputs == "texts"]
 SHAPES = [(8, 8, 1), (28, 28, 1), (32, 32, 3)]
 
 # Parameters of each default build for 28x28x1 images: an architecture changed by accident fails here.
@@ -31,13 +35,13 @@ PARAMETERS = {
     "dense_autoencoder_tiny": 26036,
     "dense_vae": 1079601,
     "dense_vae_tiny": 26005,
+    "masked_lm": 5438752,
+    "masked_lm_tiny": 4256,
     "simclr": 143584,
     "simclr_tiny": 504,
+    "word2vec": 5140000,
+    "word2vec_tiny": 3400,
 }
-
-
-def _images(shape, n=4, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (n, *shape)).astype("uint8")
 
 
 def test_every_registered_model_has_a_pinned_size():
@@ -46,26 +50,52 @@ def test_every_registered_model_has_a_pinned_size():
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_default_build_has_the_pinned_parameter_count(name):
-    assert zoo.build_model(name, image_shape=(28, 28, 1)).count_params() == PARAMETERS[name]
+    shape = {"image_shape": (28, 28, 1)} if name in IMAGE_MODELS else {}
+    assert zoo.build_model(name, **shape).count_params() == PARAMETERS[name]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("name", ALL_MODELS)
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_builds_for_any_image_shape(name, shape):
     model = zoo.build_model(name, image_shape=shape)
     encoder = model.get_layer("encoder")
     assert encoder.input.dtype == "uint8" and tuple(encoder.input.shape[1:]) == shape
-    features = np.asarray(encoder(_images(shape), training=False))
+    features = np.asarray(encoder(example_inputs(name, 4, image_shape=shape), training=False))
     assert features.shape[0] == 4 and features.ndim == 2 and np.all(np.isfinite(features))
-    assert np.all(np.isfinite(np.asarray(model(_images(shape), training=False))))
+    assert np.all(np.isfinite(np.asarray(model(example_inputs(name, 4, image_shape=shape), training=False))))
+
+
+@pytest.mark.parametrize("length", [2, 16, 64])
+@pytest.mark.parametrize("name", [n for n in TEXT_MODELS if zoo.get_entry(n).tiny])
+def test_text_models_take_strings_for_any_sequence_length(name, length):
+    model = build(name, sequence_length=length)
+    encoder = model.get_layer("encoder")
+    assert encoder.input.dtype == "string" and tuple(encoder.input.shape) == (None,)
+    texts = np.concatenate([example_inputs(name, 3), np.array(["", "unseen words only"], dtype=object)])
+    features = np.asarray(encoder(texts, training=False))
+    assert features.shape == (5, encoder.output_shape[-1]) and np.all(np.isfinite(features))
+    assert np.all(features[3:] == 0)  # no known word: the mean of nothing is zero
+    ids = np.asarray(zoo.text.token_ids(encoder, texts))
+    assert ids.shape == (5, length) and ids.max() < zoo.get_entry(name).config()["vocab_size"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [(dict(vocab_size=2), "vocab_size=2: must be in"), (dict(sequence_length=1), "sequence_length=1: must be in")],
+)
+@pytest.mark.parametrize("name", [n for n in TEXT_MODELS if zoo.get_entry(n).tiny])
+def test_text_sizes_out_of_range_are_one_line(name, change, message):
+    with pytest.raises(zoo.ZooError, match=message) as err:
+        zoo.build_model(name, **change)
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("name", [n for n in ALL_MODELS if zoo.get_entry(n).tiny])
 def test_every_trainable_weight_learns(name):
     """One training step moves every trainable weight: none is left out of the loss."""
     keras.utils.set_random_seed(0)
-    model = zoo.build_model(name, image_shape=(8, 8, 1))
-    images = _images((8, 8, 1), n=16)
+    model = build(name)
+    images = example_inputs(name, n=16)
     if type(model).train_step is keras.Model.train_step:  # functional: a loss on its output
         outputs = model(images)
         targets = np.zeros(outputs.shape[0], "int64") if outputs.shape[-1] == 10 else images / 255.0
@@ -74,7 +104,8 @@ def test_every_trainable_weight_learns(name):
         fit = lambda: model.fit(images, targets, batch_size=16, epochs=1, verbose=0)  # noqa: E731
     else:  # its own train_step and loss
         model.compile()
-        fit = lambda: model.fit(images, batch_size=16, epochs=1, verbose=0)  # noqa: E731
+        data = tf.data.Dataset.from_tensor_slices(images).batch(16)  # texts too (NumPy string arrays are not)
+        fit = lambda: model.fit(data, epochs=1, verbose=0)  # noqa: E731
     before = [w.numpy().copy() for w in model.trainable_weights]
     fit()
     still = [w.path for w, b in zip(model.trainable_weights, before) if np.array_equal(w.numpy(), b)]
@@ -83,8 +114,8 @@ def test_every_trainable_weight_learns(name):
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_keras_file_round_trip(name, tmp_path):
-    model = zoo.build_model(name, image_shape=(8, 8, 1))
-    images = _images((8, 8, 1))
+    model = build(name)
+    images = example_inputs(name)
     path = str(tmp_path / f"{name}.keras")
     model.save(path)
     reloaded = keras.saving.load_model(path)  # no custom_objects
@@ -98,18 +129,18 @@ def test_keras_file_round_trip(name, tmp_path):
 def test_keras_files_reload_in_a_fresh_process(tmp_path):
     """Functional models load where zoo cannot be imported; registered Model classes (their own
     train_step) need only `import zoo`, never custom_objects. Outputs match this process's."""
-    images = _images((8, 8, 1))
-    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "images.npy", example_inputs(IMAGE_MODELS[0]))
+    np.save(tmp_path / "texts.npy", example_inputs(TEXT_MODELS[0]))
     expected = {}
     for name in ALL_MODELS:
-        model = zoo.build_model(name, image_shape=(8, 8, 1))
+        model = build(name)
         functional = type(model).__module__.startswith("keras.")
         model.save(str(tmp_path / f"{'plain' if functional else 'zoo'}-{name}.keras"))
-        expected[name] = np.asarray(model.get_layer("encoder")(images))
+        expected[name] = np.asarray(model.get_layer("encoder")(example_inputs(name)))
     script = """
 import glob, json, os, sys
 import keras, numpy as np
-images = np.load("images.npy")
+images, texts = np.load("images.npy"), np.load("texts.npy", allow_pickle=True)
 out = {}
 for with_zoo in (False, True):
     if with_zoo:
@@ -119,7 +150,8 @@ for with_zoo in (False, True):
         sys.modules["zoo"] = None
     for path in sorted(glob.glob(("zoo" if with_zoo else "plain") + "-*.keras")):
         name = os.path.basename(path)[:-6].split("-", 1)[1]
-        out[name] = np.asarray(keras.saving.load_model(path).get_layer("encoder")(images)).tolist()
+        encoder = keras.saving.load_model(path).get_layer("encoder")
+        out[name] = np.asarray(encoder(texts if encoder.input.dtype == "string" else images)).tolist()
 print(json.dumps(out))
 """
     done = subprocess.run(

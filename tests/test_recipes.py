@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 from absl import flags
-from conftest import RECIPES, assert_encoder_reloads_frozen, on_run_of
+from conftest import RECIPES, assert_encoder_reloads_frozen, example_texts, on_run_of
 
 import zoo
 from recipes import flow
@@ -36,22 +36,29 @@ def _read(model_dir, name):
         return json.load(f)
 
 
-def _images(shape, n=5):
-    return np.random.default_rng(0).integers(0, 256, (n, *shape)).astype("uint8")
+EXTRA = {"word2vec": {"vectors.txt"}}  # files of a family's own beside the standard artifact
+
+
+def _inputs(manifest, n=5):
+    """Inputs of the kind the artifact's encoder takes: images of its shape, or texts."""
+    if manifest["input"]["dtype"] == "string":
+        return example_texts(n)
+    return np.random.default_rng(0).integers(0, 256, (n, *manifest["input"]["shape"])).astype("uint8")
 
 
 @pytest.mark.parametrize("family", RUNS)
 def test_artifact_metrics_and_manifest(family, finished_run):
     config, metrics = finished_run(family)
     d = config.model_dir
-    assert set(os.listdir(d)) == ARTIFACT
+    assert set(os.listdir(d)) == ARTIFACT | EXTRA.get(family, set())
     assert {"curves.png", "transfer.png"} <= set(os.listdir(os.path.join(d, "figures")))
     assert any(f.startswith("events.out.tfevents") for _, _, fs in os.walk(os.path.join(d, "logs")) for f in fs)
     assert not [f for f in os.listdir(os.path.dirname(d)) if f.startswith(".")]  # no staging dir left behind
 
     assert _read(d, "metrics.json") == json.loads(json.dumps(metrics))
     assert metrics["precision"] == "float32" and metrics["wall_seconds"] > 0
-    assert metrics["pretrain"]["images_per_second"] > 0
+    text = isinstance(RECIPES[family].RECIPE, flow.TextRecipe)
+    assert metrics["pretrain"]["texts_per_second" if text else "images_per_second"] > 0
     assert [row["labels"] for row in metrics["transfer"]] == list(config.label_budgets)
     for row in metrics["transfer"]:
         assert [r["seed"] for r in row["runs"]] == [config.seed, config.seed + 1]
@@ -64,7 +71,11 @@ def test_artifact_metrics_and_manifest(family, finished_run):
     manifest = _read(d, "manifest.json")
     encoder = zoo.load_encoder(d)
     assert manifest["family"] == family and manifest["model"] == config.model
-    assert manifest["input"] == {"shape": [8, 8, 1], "dtype": "uint8", "range": [0, 255]}
+    if text:
+        assert manifest["input"] == {"shape": [], "dtype": "string", "feature": "text"}
+        assert metrics["pretrain"]["tokens_per_second"] > 0
+    else:
+        assert manifest["input"] == {"shape": [8, 8, 1], "dtype": "uint8", "range": [0, 255]}
     assert manifest["encoder"]["output_dim"] == encoder.output_shape[-1] and manifest["encoder"]["features"]
     assert manifest["precision"] == "float32" and manifest["flags"] == as_dict(config)
     assert manifest["dataset"]["name"] == config.dataset and manifest["seed"] == config.seed
@@ -76,7 +87,7 @@ def test_artifact_metrics_and_manifest(family, finished_run):
 @pytest.mark.parametrize("family", RUNS)
 def test_encoder_reloads_frozen_three_ways(family, finished_run):
     config, _ = finished_run(family)
-    assert_encoder_reloads_frozen(config.model_dir, _images((8, 8, 1)))
+    assert_encoder_reloads_frozen(config.model_dir, _inputs(_read(config.model_dir, "manifest.json")))
 
 
 @pytest.mark.parametrize("family", RUNS)
@@ -129,9 +140,8 @@ def test_a_hyperparameter_given_is_built_even_when_it_equals_a_default(family):
     full = zoo.get_entry(recipe.Config().model).config()
     data = type("Data", (), {"image_shape": (8, 8, 1), "num_classes": 10})
     built = recipe.model_config(flow.Run(recipe.Config(model=tiny), data, data, None))
-    assert built == zoo.get_entry(tiny).config(
-        image_shape=(8, 8, 1), **({"num_classes": 10} if "num_classes" in built else {})
-    )
+    shape = {"image_shape": (8, 8, 1)} if "image_shape" in built else {}
+    assert built == zoo.get_entry(tiny).config(**shape, **({"num_classes": 10} if "num_classes" in built else {}))
     hyper = [f.name for f in dataclasses.fields(recipe.Config) if f.metadata.get("hyperparameter")]
     differs = [k for k in hyper if k in built and built[k] != full[k]]
     assert differs, "the tiny model should differ from the full one somewhere"
@@ -141,9 +151,9 @@ def test_a_hyperparameter_given_is_built_even_when_it_equals_a_default(family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_a_budget_beyond_the_split_stops_before_any_work(family, tfds_dir, tmp_path):
+def test_a_budget_beyond_the_split_stops_before_any_work(family, smoke, tmp_path):
     module = RECIPES[family]
-    config = module.RECIPE.smoke_config(data_dir=tfds_dir, model_dir=str(tmp_path / "out"), label_budgets=(10, 5000))
+    config = smoke(family, model_dir=str(tmp_path / "out"), label_budgets=(10, 5000))
     with pytest.raises(ZooError, match="--label_budgets: 5000 is more than"):
         module.run(config)
     assert os.listdir(tmp_path) == []

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from conftest import RECIPES, on_run_of
+from conftest import RECIPES, example_texts, on_run_of
 
 import zoo
-from recipes import transfer
+from recipes import flow, transfer
 from recipes.datasets import write_idx
 from recipes.downstream import knn_accuracy
 from zoo.errors import ZooError
@@ -75,11 +75,13 @@ def test_images_adapt_to_the_encoders_shape():
 
 
 @pytest.mark.parametrize("family", [pytest.param(f, marks=on_run_of(f)) for f in RECIPES])
-def test_transfer_from_a_saved_run_of_every_family(family, finished_run, tfds_dir, tmp_path):
+def test_transfer_from_a_saved_run_of_every_family(family, finished_run, tfds_dir, text_dir, tmp_path):
     source_dir = finished_run(family)[0].model_dir
     before = _tree_digest(source_dir)
     out = str(tmp_path / "out")
-    metrics = transfer.run(transfer.Config(encoder_dir=source_dir, data_dir=tfds_dir, model_dir=out, **TINY))
+    text = isinstance(RECIPES[family].RECIPE, flow.TextRecipe)
+    data = dict(dataset="text_folder", manual_dir=text_dir) if text else {}
+    metrics = transfer.run(transfer.Config(encoder_dir=source_dir, data_dir=tfds_dir, model_dir=out, **data, **TINY))
     assert _tree_digest(source_dir) == before  # the source run is only read
     assert sorted(os.listdir(out)) == [
         "classifier",
@@ -90,16 +92,17 @@ def test_transfer_from_a_saved_run_of_every_family(family, finished_run, tfds_di
         "metrics.json",
     ]
     row = metrics["transfer"][0]
-    assert set(row) == {"labels", "frozen", "finetune", "knn", "scratch", "reference", "runs"}
+    assert set(row) == {"labels", "frozen", "finetune", "knn", "scratch", "reference", "runs", "reference_model"}
+    assert row["reference_model"] == ("tfidf_logreg" if text else TINY["reference_model"])
     with open(os.path.join(out, "manifest.json")) as f:
         manifest = json.load(f)
     assert manifest["family"] == "transfer" and manifest["format"] == zoo.loading.ARTIFACT_FORMAT
     assert manifest["source"]["family"] == family and manifest["source"]["path"] == os.path.abspath(source_dir)
     assert manifest["classifier"]["labels"] == 10 and manifest["adapted"] is None
-    images = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 1)).astype("uint8")
+    images = example_texts(3) if text else np.random.default_rng(0).integers(0, 256, (3, 8, 8, 1)).astype("uint8")
     loaded = tf.saved_model.load(os.path.join(out, "classifier"))  # keep a reference while calling it
-    logits = loaded.serve(tf.constant(images))
-    assert logits.dtype == tf.float32 and logits.shape == (3, 10)
+    logits = loaded.serve(tf.constant(list(images)) if text else tf.constant(images))
+    assert logits.dtype == tf.float32 and logits.shape == (3, 2 if text else 10)
     np.testing.assert_allclose(
         logits, keras.saving.load_model(os.path.join(out, "classifier.keras"))(images), rtol=1e-4, atol=1e-5
     )
@@ -165,7 +168,10 @@ def test_transfer_to_the_users_own_image_folder(finished_run, tmp_path):
     assert manifest["input"]["shape"] == [8, 8, 3] and manifest["adapted"] == "colour -> grey (luminance)"
 
 
-@pytest.mark.parametrize("family", [pytest.param(f, marks=on_run_of(f)) for f in RECIPES])
+@pytest.mark.parametrize(
+    "family",
+    [pytest.param(f, marks=on_run_of(f)) for f in RECIPES if not isinstance(RECIPES[f].RECIPE, flow.TextRecipe)],
+)
 def test_every_recipe_transfers_to_a_second_local_folder(family, tfds_dir, idx_dir, tmp_path):
     """Pretrain on one local IDX folder, transfer to another (28x28 -> 28x28)."""
     other = tmp_path / "other"
@@ -216,7 +222,7 @@ def _bad_folder(kind, root):
         (dict(encoder_dir="/nonexistent/run"), "--encoder_dir=/nonexistent/run: no such directory"),
         (dict(encoder_dir="NOT_AN_ARTIFACT"), "has no manifest.json"),
         (dict(encoder_dir="CORRUPT"), "encoder.keras"),
-        (dict(dataset="imdb_reviews"), "--dataset=imdb_reviews has features"),
+        (dict(dataset="imdb_reviews"), "--dataset=imdb_reviews holds texts, but the encoder of --encoder_dir="),
         (dict(label_budgets=(10, 5000)), "--label_budgets: 5000 is more than the 1437 examples"),
         (dict(eval_split="validation"), "--eval_split=validation: not a split of uci_digits"),
         (dict(dataset="image_folder", manual_dir="no class folders"), "train/ has no class sub-folders"),

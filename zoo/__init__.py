@@ -6,7 +6,7 @@ model = zoo.build_model("conv_autoencoder", image_shape=(28, 28, 1))
 encoder = zoo.load_encoder("runs/ae")        # what a recipe exported, frozen
 """
 
-from zoo import autoencoder, cnn, dcgan, simclr, vae  # noqa: F401  (importing a family registers its models)
+from zoo import autoencoder, cnn, dcgan, masked_lm, simclr, vae, word2vec  # noqa: F401  (importing a family registers its models)
 from zoo.errors import ZooError
 from zoo.heads import classifier_on
 from zoo.loading import load_encoder, read_manifest

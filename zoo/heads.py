@@ -72,7 +72,8 @@ def classifier_on(
     image_shape: tuple[int, int, int] | None = None,
     name: str = "classifier",
 ) -> keras.Model:
-    """A classifier: uint8 images -> (adapt) -> encoder -> head -> logits.
+    """A classifier: uint8 images -> (adapt) -> encoder -> head -> logits; or, on a text encoder,
+    strings -> encoder -> head -> logits.
 
     The encoder is used as given: freeze it first with `encoder.trainable = False`
     to train only the head. (In Keras 3 `trainable=False` also keeps its
@@ -80,7 +81,7 @@ def classifier_on(
     passed here would be overridden by `fit`.)
 
     Args:
-      encoder: a Keras model from uint8 images to feature vectors.
+      encoder: a Keras model from uint8 images (or strings) to feature vectors.
       num_classes: number of output logits.
       hidden_units: widths of hidden ReLU layers in the head; `()` is linear.
       dropout: dropout rate on the features before each head layer.
@@ -102,10 +103,12 @@ def classifier_on(
         model = zoo.classifier_on(encoder, 10, image_shape=(28, 28, 1))
     """
     encoder_shape = tuple(encoder.input_shape[1:])
-    image_shape = tuple(image_shape or encoder_shape)
-    inputs = keras.Input(shape=image_shape, dtype="uint8", name="image")
-    x = inputs
-    if adaptation(image_shape, encoder_shape):
+    if encoder.inputs[0].dtype == "string":  # a text encoder: a batch of strings in
+        inputs = x = keras.Input(shape=(), dtype="string", name="texts")
+    else:
+        image_shape = tuple(image_shape or encoder_shape)
+        inputs = x = keras.Input(shape=image_shape, dtype="uint8", name="image")
+    if encoder.inputs[0].dtype != "string" and adaptation(image_shape, encoder_shape):
         x = AdaptImages(encoder_shape, name="adapt")(x)
     x = encoder(x)
     if normalize:

@@ -1,9 +1,10 @@
 """A registry of model builders: list them, build one by name.
 
 Each family module registers its builders with `@register`. A builder is a
-function that takes `image_shape` and hyperparameters and returns a functional
-`keras.Model` with a nested sub-model named "encoder" (images in, feature vectors
-out). Tiny variants exist so one parametrised test covers every model cheaply.
+function that takes hyperparameters (`image_shape` for an image model) and returns
+a `keras.Model` with a nested sub-model named "encoder": uint8 images in, or for a
+text model a batch of strings in, feature vectors out.
+Tiny variants exist so one parametrised test covers every model cheaply.
 
 Example:
 
@@ -33,6 +34,11 @@ class ModelEntry:
     builder: Callable[..., Any]
     defaults: dict
     tiny: bool
+
+    @property
+    def inputs(self) -> str:
+        """What the model reads: "images" (uint8, its builder takes `image_shape`) or "texts" (strings)."""
+        return "images" if "image_shape" in inspect.signature(self.builder).parameters else "texts"
 
     def config(self, **overrides) -> dict:
         """The full keyword arguments a build with these overrides would use."""

@@ -1,0 +1,130 @@
+"""The text families' own promises, beyond the contract tests every recipe and model passes: the
+word vectors in word2vec's text format, the string-in encoder in a transfer job, the TF-IDF
+reference column, and one line for a dataset or encoder of the other kind."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import RECIPES, example_texts, on_run_of
+
+import zoo
+from recipes import flow, transfer
+from recipes.config import TextRecipeConfig
+from recipes.data import load_data
+from zoo.errors import ZooError
+
+
+@on_run_of("word2vec")
+def test_word2vec_writes_its_vectors_in_word2vec_text_format(finished_run):
+    config, _ = finished_run("word2vec")
+    with open(os.path.join(config.model_dir, "vectors.txt"), encoding="utf-8") as f:
+        header, *rows = f.read().splitlines()
+    count, dim = map(int, header.split())
+    encoder = zoo.load_encoder(config.model_dir)
+    vocabulary = zoo.text.vectorizer(encoder).get_vocabulary()
+    assert count == len(rows) == len(vocabulary) - 2 and dim == encoder.output_shape[-1]
+    words = [r.split(" ")[0] for r in rows]
+    assert words == vocabulary[2:]  # padding and the unknown word left out, in the vocabulary's order
+    first = np.array(rows[0].split(" ")[1:], np.float32)
+    model = zoo.load_encoder(config.model_dir)
+    vectors = np.asarray(model.get_layer("word_vectors").embeddings)
+    np.testing.assert_allclose(first, vectors[2], rtol=1e-4, atol=1e-6)
+    # The encoder's features of a one-word text are that word's vector.
+    np.testing.assert_allclose(model(np.array([words[0]], dtype=object))[0], vectors[2], rtol=1e-4, atol=1e-6)
+    assert os.path.isfile(os.path.join(config.model_dir, "figures", "neighbours.png"))
+
+
+@on_run_of("masked_lm")
+def test_masked_lm_fills_in_masks_from_its_artifact(finished_run):
+    config, metrics = finished_run("masked_lm")
+    import keras
+
+    model = keras.saving.load_model(os.path.join(config.model_dir, "model.keras"))
+    found = model.fill_in(["the film was [mask]", "[mask] movie and [mask] plot"], k=3)
+    assert [len(f) for f in found] == [1, 2] and [p for p, _ in found[1]] == [0, 3]
+    vocabulary = set(zoo.text.vectorizer(model.get_layer("encoder")).get_vocabulary())
+    assert all(len(words) == 3 and {w for w, _ in words} <= vocabulary for f in found for _, words in f)
+    assert 0 <= metrics["pretrain"]["eval_masked_accuracy"] <= 1
+    assert os.path.isfile(os.path.join(config.model_dir, "figures", "fill_in.png"))
+
+
+@pytest.mark.parametrize("family", ["word2vec", "masked_lm"])
+def test_text_table_has_the_tfidf_reference(family, finished_run):
+    _, metrics = finished_run(family)
+    for row in metrics["transfer"]:
+        assert row["reference_model"] == "tfidf_logreg" and 0 <= row["reference"] <= 1
+        assert "TF-IDF reference" in flow.verdict(row)
+
+
+@on_run_of("word2vec")
+def test_a_text_encoder_transfers_to_another_text_folder(finished_run, text_dir, tfds_dir, tmp_path):
+    """recipes.transfer on a text run: the scratch column tokenises like the pretrained encoder, and
+    the exported classifier takes strings."""
+    config, _ = finished_run("word2vec")
+    out = str(tmp_path / "out")
+    metrics = transfer.run(
+        transfer.Config(
+            encoder_dir=config.model_dir,
+            dataset="text_folder",
+            manual_dir=text_dir,
+            data_dir=tfds_dir,
+            model_dir=out,
+            label_budgets=(10,),
+            transfer_steps=2,
+            transfer_batch_size=8,
+            precision="float32",
+        )
+    )
+    assert {"frozen", "finetune", "knn", "scratch", "reference"} <= set(metrics["transfer"][0])
+    classifier = tf.saved_model.load(os.path.join(out, "classifier"))
+    logits = classifier.serve(tf.constant(list(example_texts(3).astype(str))))
+    assert logits.shape == (3, 2) and logits.dtype == tf.float32
+    scratch = flow.fresh_encoder(
+        "word2vec_tiny",
+        zoo.read_manifest(config.model_dir)["model_config"],
+        flow.vocabulary(zoo.load_encoder(config.model_dir)),
+    )
+    assert zoo.text.vectorizer(scratch).get_vocabulary() == flow.vocabulary(zoo.load_encoder(config.model_dir))
+
+
+@on_run_of("word2vec")
+def test_a_text_encoder_on_images_is_one_line(finished_run, tfds_dir, tmp_path):
+    config, _ = finished_run("word2vec")
+    with pytest.raises(ZooError, match="--dataset=uci_digits holds images, but the encoder of --encoder_dir=") as err:
+        transfer.run(transfer.Config(encoder_dir=config.model_dir, data_dir=tfds_dir, model_dir=str(tmp_path / "o")))
+    assert "\n" not in str(err.value) and not os.path.exists(tmp_path / "o")
+
+
+@pytest.mark.parametrize(
+    "family, changes, message",
+    [
+        ("word2vec", dict(dataset="uci_digits"), "--dataset=uci_digits holds images, but word2vec"),
+        ("masked_lm", dict(augment=True), "--augment: random translation"),
+        ("word2vec", dict(vocab_size=2), "--vocab_size=2: must be 3 or more"),
+        ("masked_lm", dict(sequence_length=5000), "--sequence_length=5000: must be at most 4096"),
+        ("masked_lm", dict(hidden_dim=6, num_heads=4), "--hidden_dim=6: must be a multiple of --num_heads=4"),
+        ("word2vec", dict(unlabelled_split="unsup"), "--unlabelled_split=unsup: not a split of text_folder"),
+        ("word2vec", dict(dataset="imdb_local", manual_dir=""), "--dataset=imdb_local needs --manual_dir"),
+    ],
+)
+def test_text_bad_input_is_one_line_and_writes_nothing(family, changes, message, smoke, tmp_path):
+    config = smoke(family, model_dir=str(tmp_path / "out"), **changes)
+    with pytest.raises(ZooError, match=message) as err:
+        RECIPES[family].run(config)
+    assert "\n" not in str(err.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_text_data_reads_strings_and_the_unlabelled_split_without_labels(text_dir, tfds_dir):
+    data = load_data(TextRecipeConfig(dataset="text_folder", manual_dir=text_dir, data_dir=tfds_dir))
+    assert data.kind == "texts" and data.image_shape is None and data.class_names == ["neg", "pos"]
+    assert data.eval_inputs.dtype == object and isinstance(data.eval_inputs[0], bytes)
+    assert data.input_spec().dtype == tf.string and data.input_manifest()["dtype"] == "string"
+    assert data.unlabelled_split == "" and data.num_pretrain == data.num_train == 80
+    texts = np.concatenate(list(data.pretrain_inputs(batch_size=16).as_numpy_iterator()))
+    assert len(texts) == 80 and texts.dtype == object  # texts only: no label goes with them
+    draws = data.labelled_subsets((10,), (0,))
+    inputs, labels = draws[(10, 0)]
+    assert len(inputs) == 10 and np.bincount(labels).tolist() == [5, 5]

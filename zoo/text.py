@@ -1,0 +1,193 @@
+"""Building blocks of the text families: strings in, the vocabulary inside the model.
+
+A text model's encoder takes a batch of raw `tf.string` texts. Its first layer, "vectorize", is a
+`TextVectorization` (lower case, punctuation stripped, split on whitespace, the `vocab_size` most
+frequent words, `sequence_length` tokens per text: longer texts are cut, shorter ones padded with 0;
+1 is the out-of-vocabulary token). The vocabulary is fitted on the pretraining texts by the model's
+`adapt`, before training, and saved with the model, so the exported encoder tokenises as it was
+trained and no consumer can tokenise differently (as the image encoders hold their scaling).
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+
+from zoo.errors import ZooError
+
+PAD, OOV = 0, 1  # TextVectorization's reserved ids: padding and out-of-vocabulary words
+MAX_VOCAB_SIZE = 1_000_000
+MAX_SEQUENCE_LENGTH = 4096
+
+
+def check_text_sizes(vocab_size, sequence_length):
+    """One line for a vocabulary size or sequence length out of range."""
+    if not 3 <= int(vocab_size) <= MAX_VOCAB_SIZE:
+        raise ZooError(
+            f"vocab_size={vocab_size}: must be in [3, {MAX_VOCAB_SIZE:,}] "
+            "(padding, the unknown word, and at least one word)"
+        )
+    if not 2 <= int(sequence_length) <= MAX_SEQUENCE_LENGTH:
+        raise ZooError(f"sequence_length={sequence_length}: must be in [2, {MAX_SEQUENCE_LENGTH}] tokens per text")
+
+
+def text_input(vocab_size, sequence_length, name="texts"):
+    """A batch-of-strings input and its token ids, (batch, sequence_length) int64."""
+    check_text_sizes(vocab_size, sequence_length)
+    inputs = keras.Input(shape=(), dtype="string", name=name)
+    vectorize = layers.TextVectorization(
+        max_tokens=int(vocab_size),
+        output_sequence_length=int(sequence_length),
+        standardize="lower_and_strip_punctuation",
+        split="whitespace",
+        name="vectorize",
+    )
+    return inputs, vectorize(inputs)
+
+
+def vectorizer(encoder):
+    """The "vectorize" layer of a text encoder."""
+    return encoder.get_layer("vectorize")
+
+
+def adapt_vocabulary(encoder, texts):
+    """Fit the encoder's vocabulary on `texts` (a tf.data.Dataset of string batches, or an array).
+    Unlabelled texts only: the vocabulary is part of what pretraining learns."""
+    layer = vectorizer(encoder)
+    layer.adapt(texts)
+    # A word holding a character that splits lines ("\u2028", "\x85", ...) would not survive the
+    # vocabulary file the saved model keeps it in: leave such words out (they become unknown words).
+    vocabulary = layer.get_vocabulary()
+    kept = [w for w in vocabulary[2:] if len(w.splitlines()) == 1 and w.strip()]
+    if len(kept) < len(vocabulary) - 2:
+        layer.set_vocabulary(vocabulary[:2] + kept)
+
+
+def token_ids(encoder, texts):
+    """The token ids the encoder reads for `texts`, (n, sequence_length) int64."""
+    return vectorizer(encoder)(texts)
+
+
+def is_text_model(model):
+    """Whether `model` (an encoder, or a model with an "encoder") takes strings."""
+    encoder = model.get_layer("encoder") if any(l.name == "encoder" for l in model.layers) else model
+    return encoder.inputs[0].dtype == "string"
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class MaskedMean(layers.Layer):
+    """(vectors (batch, length, dim), token ids (batch, length)) -> the mean vector of each text's words,
+    padding and out-of-vocabulary tokens left out (a text of none of them gives zeros). Float32."""
+
+    def call(self, vectors, ids):
+        keep = ops.cast(ops.greater(ids, OOV), "float32")[..., None]
+        total = ops.sum(ops.cast(vectors, "float32") * keep, axis=1)
+        return total / ops.maximum(ops.sum(keep, axis=1), 1.0)
+
+    def compute_output_shape(self, vectors_shape, ids_shape=None):
+        return (vectors_shape[0], vectors_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class TokenAndPositionEmbedding(layers.Layer):
+    """Token ids -> token embedding + learned position embedding. `input_dim` counts every id the
+    layer takes (the vocabulary and any special ids, such as a [MASK] id)."""
+
+    def __init__(self, input_dim, sequence_length, output_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.input_dim, self.sequence_length, self.output_dim = int(input_dim), int(sequence_length), int(output_dim)
+        self.tokens = layers.Embedding(self.input_dim, self.output_dim, name="tokens")
+        self.positions = layers.Embedding(self.sequence_length, self.output_dim, name="positions")
+
+    def build(self, input_shape):
+        self.tokens.build(input_shape)
+        self.positions.build((self.sequence_length,))
+        self.built = True
+
+    def call(self, ids):
+        return self.tokens(ids) + self.positions(ops.arange(ops.shape(ids)[-1]))[None]
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.output_dim)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "input_dim": self.input_dim,
+            "sequence_length": self.sequence_length,
+            "output_dim": self.output_dim,
+        }
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class TransformerBlock(layers.Layer):
+    """A Transformer encoder block (pre-LayerNorm, as small models train more steadily with it):
+    x + attention(norm(x)), then x + MLP(norm(x)); padding (id 0) is never attended to."""
+
+    def __init__(self, num_heads, intermediate_dim, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads, self.intermediate_dim, self.dropout = int(num_heads), int(intermediate_dim), float(dropout)
+
+    def build(self, x_shape, ids_shape=None):
+        input_shape = tuple(x_shape)
+        dim = int(input_shape[-1])
+        if dim % self.num_heads:
+            raise ZooError(f"hidden_dim={dim} must be a multiple of num_heads={self.num_heads}")
+        self.norm1 = layers.LayerNormalization(epsilon=1e-6, name="norm1")
+        self.attention = layers.MultiHeadAttention(
+            self.num_heads, dim // self.num_heads, dropout=self.dropout, name="attention"
+        )
+        self.norm2 = layers.LayerNormalization(epsilon=1e-6, name="norm2")
+        self.dense1 = layers.Dense(self.intermediate_dim, activation="gelu", name="mlp_dense1")
+        self.dense2 = layers.Dense(dim, name="mlp_dense2")
+        self.drop = layers.Dropout(self.dropout, name="dropout")
+        self.norm1.build(input_shape)
+        self.attention.build(input_shape, input_shape)
+        self.norm2.build(input_shape)
+        self.dense1.build(input_shape)
+        self.dense2.build((*input_shape[:-1], self.intermediate_dim))
+        self.built = True
+
+    def call(self, x, ids, training=False):
+        keep = ops.not_equal(ids, PAD)
+        mask = ops.logical_and(keep[:, None, :], keep[:, :, None])
+        h = self.norm1(x)
+        x = x + self.drop(self.attention(h, h, attention_mask=mask, training=training), training=training)
+        h = self.dense2(self.dense1(self.norm2(x)))
+        return x + self.drop(h, training=training)
+
+    def compute_output_shape(self, x_shape, ids_shape=None):
+        return x_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_heads": self.num_heads,
+            "intermediate_dim": self.intermediate_dim,
+            "dropout": self.dropout,
+        }
+
+
+def nearest_words(encoder, embeddings, words, k=5):
+    """{word: [(neighbour, cosine similarity), ...]}: the `k` words of the vocabulary whose rows of
+    `embeddings` (vocab_size x dim) are most similar to each of `words` (skipped if unknown)."""
+    vocabulary = vectorizer(encoder).get_vocabulary()
+    index = {w: i for i, w in enumerate(vocabulary)}
+    embeddings = np.asarray(embeddings, np.float64)[: len(vocabulary)]  # a small corpus fills fewer rows
+    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    found = {}
+    for word in words:
+        i = index.get(word)
+        if i is None or i <= OOV:
+            continue
+        similarity = unit @ unit[i]
+        similarity[[PAD, OOV, i]] = -np.inf
+        best = np.argsort(-similarity)[: min(k, len(vocabulary) - 3)]
+        found[word] = [(vocabulary[j], float(similarity[j])) for j in best]
+    return found
+
+
+def texts_dataset(texts, batch_size=1024):
+    """An array or list of texts as a tf.data.Dataset of string batches (what `adapt` reads)."""
+    encoded = [t.encode("utf-8") if isinstance(t, str) else bytes(t) for t in texts]
+    return tf.data.Dataset.from_tensor_slices(tf.constant(encoded, tf.string)).batch(batch_size)

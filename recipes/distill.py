@@ -329,7 +329,7 @@ def run(config: Config) -> dict:
     artifact; returns metrics.json's content."""
     start = time.time()
     config.validate()
-    config, strategy, manifest, data, adapted = from_saved_run(config, config.teacher_dir, "teacher_dir", "distill")
+    config, strategy, manifest, _, data, adapted = from_saved_run(config, config.teacher_dir, "teacher_dir", "distill")
     model_config = student_config(config, data)
     flow.say(f"[distill] student: {config.student}, from random weights")
     check_pool(config, data)

@@ -385,12 +385,13 @@ def run(recipe, config):
         if config.strategy == "multi_worker":
             say(f"[{recipe.family}] {worker_name(ctx.strategy) or 'chief'}: weights sha256 {weights_digest(model)}")
         export(recipe, ctx, model, adapted)
+        words = vocabulary(recipe.encoder(model))  # a text encoder's: the scratch column tokenises with it
         table, _ = transfer_table(
             ctx,
             subsets,
             title=f"{config.model} -> {ctx.target.name}",
             load_pretrained=lambda: zoo.load_encoder(ctx.stage.path, trainable=False),
-            build_scratch=lambda: fresh_encoder(config.model, ctx.model_config, vocabulary(recipe.encoder(model))),
+            build_scratch=lambda: fresh_encoder(config.model, ctx.model_config, words),
         )
 
     metrics = {"pretrain": pretrain_metrics, "transfer": table}
@@ -504,24 +505,17 @@ def fresh_encoder(model, model_config, vocabulary=None):
 
 
 def check_adaptation(config, target, encoder_shape, name):
-    """How the target's inputs become the encoder's (said and returned), or None; a text dataset for
-    an image encoder (or the reverse) is one line, and so is an adaptation with --adapt=none.
+    """How the target's images become the encoder's (said and returned), or None (texts: None);
+    --adapt=none refuses an adaptation. That the encoder reads the target's kind of input is
+    checked when the data is loaded (`load_data(reads=...)`).
 
     Args:
       target: the target `Data`.
       encoder_shape: the encoder's input shape: (height, width, channels), or () for texts.
     """
-    encoder_shape = tuple(encoder_shape)
-    reads = "texts" if encoder_shape == () else "images"
-    if target.kind != reads:
-        raise ZooError(
-            f"--dataset={target.name} holds {target.kind}, but the encoder reads {reads}"
-            + (f" of shape {encoder_shape}" if encoder_shape else "")
-            + f": give a dataset of {reads}, or an encoder pretrained on {target.kind}"
-        )
     if target.kind == "texts":
         return None
-    target_shape = target.image_shape
+    target_shape, encoder_shape = target.image_shape, tuple(encoder_shape)
     how = adaptation(target_shape, encoder_shape)
     if how and config.adapt == "none":
         raise ZooError(

@@ -65,7 +65,7 @@ def from_saved_run(config, path, flag, name):
     unless --image_size is given) and say how its images reach the encoder.
 
     Returns:
-      (config, strategy, the run's manifest, data, the adaptation of the images or None).
+      (config, strategy, the run's manifest, its encoder (frozen), data, the adaptation of the images or None).
     """
     flow.check_destinations(config)
     strategy = flow.make_strategy(config.strategy)
@@ -81,19 +81,21 @@ def from_saved_run(config, path, flag, name):
         config, reads="texts" if encoder_shape == () else "images", reader=f"the encoder of --{flag}={path}"
     )
     adapted = flow.check_adaptation(config, data, encoder_shape, name)
-    return config, strategy, manifest, data, adapted
+    return config, strategy, manifest, encoder, data, adapted
 
 
 def run(config: Config) -> dict:
     """The transfer table of `config.encoder_dir`'s encoder on `config.dataset`; returns metrics.json's content."""
     start = time.time()
     config.validate()
-    config, strategy, manifest, data, adapted = from_saved_run(config, config.encoder_dir, "encoder_dir", "transfer")
+    config, strategy, manifest, encoder, data, adapted = from_saved_run(
+        config, config.encoder_dir, "encoder_dir", "transfer"
+    )
     subsets = flow.labelled_draws(config, data)
     ctx = flow.Run(config, data, data, strategy, flow.resolve_precision(config.precision))
     ctx.stage = flow.open_stage(ctx, MODULE)
 
-    vocabulary = flow.vocabulary(zoo.load_encoder(config.encoder_dir))
+    vocabulary = flow.vocabulary(encoder)  # a text encoder's: the scratch column tokenises with it
     keras.utils.set_random_seed(config.seed)
     with flow.precision(ctx.precision):
         table, (classifier, kept) = flow.transfer_table(

@@ -30,14 +30,14 @@ from keras import layers, ops
 from zoo import text
 from zoo.blocks import float32_output
 from zoo.registry import register
-from zoo.training import replica_share
+from zoo.training import OwnObjective
 
 FAMILY = "masked_lm"
 MASK_WORD = "[mask]"  # what `fill_in` reads as a masked position (the vectorizer lower-cases text)
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class MaskedLM(keras.Model):
+class MaskedLM(OwnObjective):
     """Masked language modelling on the token ids of `encoder`'s vocabulary.
 
     Args:
@@ -45,6 +45,8 @@ class MaskedLM(keras.Model):
       mlm_head: states -> logits over the vocabulary.
       mask_rate: share of each text's words chosen for prediction.
     """
+
+    accuracy_name = "masked_accuracy"
 
     def __init__(self, encoder, mlm_head, mask_rate=0.15, **kwargs):
         super().__init__(**kwargs)
@@ -54,13 +56,7 @@ class MaskedLM(keras.Model):
         self.trunk = encoder.get_layer("trunk")
         self.vocab_size = int(mlm_head.output.shape[-1])
         self.mask_id = self.vocab_size  # one id past the vocabulary: the trunk's embedding has it
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.accuracy_tracker = keras.metrics.Mean(name="masked_accuracy")
         self.built = True
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.accuracy_tracker]
 
     def call(self, texts, training=False):
         return self.encoder(texts, training=training)
@@ -82,7 +78,7 @@ class MaskedLM(keras.Model):
         )
         return corrupted, chosen
 
-    def masked_losses(self, texts, training=False):
+    def objective(self, texts, training=False):
         """(cross-entropy of each chosen word, whether it was predicted right), float32."""
         ids = text.token_ids(self.encoder, texts)
         corrupted, chosen = self.corrupt(ids)
@@ -93,34 +89,18 @@ class MaskedLM(keras.Model):
         correct = ops.cast(ops.equal(ops.argmax(logits, axis=-1), targets), "float32")
         return losses, correct
 
-    def _track(self, losses, correct):
-        self.loss_tracker.update_state(losses)
-        self.accuracy_tracker.update_state(correct)
-        return {m.name: m.result() for m in self.metrics}
-
-    def train_step(self, data):
-        texts, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            losses, correct = self.masked_losses(texts, training=True)
-            loss = replica_share(ops.sum(losses) / ops.maximum(ops.cast(ops.size(losses), "float32"), 1.0))
-            scaled = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled, self.trainable_weights)
-        self.optimizer.apply(gradients, self.trainable_weights)
-        return self._track(losses, correct)
-
-    def test_step(self, data):
-        texts, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._track(*self.masked_losses(texts))
-
     def fill_in(self, texts, k=5):
         """For each text, the `k` words the model ranks highest at each "[mask]" in it:
         [[(position, [(word, probability), ...]), ...], ...]."""
         vocabulary = text.vectorizer(self.encoder).get_vocabulary()
-        marked = [[w.strip(".,!?;:") == MASK_WORD for w in str(t).lower().split()] for t in texts]
         ids = np.array(text.token_ids(self.encoder, np.asarray(texts, dtype=object)))
-        length = ids.shape[1]
-        for row, flags in zip(ids, marked):
-            row[[i for i, f in enumerate(flags[:length]) if f]] = self.mask_id
+        for row, t in zip(ids, texts):
+            words = str(t).split()
+            # Where each word lands among the tokens: a word of punctuation alone yields none.
+            yields = np.asarray(text.token_ids(self.encoder, np.array(words or [""], dtype=object)))[:, 0] != text.PAD
+            positions = np.cumsum(yields) - 1
+            masked = [p for w, y, p in zip(words, yields, positions) if y and w.lower().strip(".,!?;:") == MASK_WORD]
+            row[[p for p in masked if p < len(row)]] = self.mask_id
         states = ops.reshape(self.trunk(ids), (-1, self.trunk.output.shape[-1]))
         probabilities = np.asarray(ops.softmax(ops.cast(self.mlm_head(states), "float32"), axis=-1))
         # Padding and the unknown word are never targets; a small corpus fills fewer ids than vocab_size.

@@ -34,7 +34,7 @@ from keras import layers, ops
 
 from zoo.blocks import apply_conv_trunk, float32_output, image_input
 from zoo.registry import register
-from zoo.training import replica_share
+from zoo.training import OwnObjective
 
 FAMILY = "simclr"
 POOLINGS = ("avg", "max", "avg_max")  # how the trunk's last feature map becomes the features
@@ -83,7 +83,7 @@ def _gather_global(z1, z2):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class SimCLR(keras.Model):
+class SimCLR(OwnObjective):
     """A contrastive model trained with NT-Xent on two augmented views of each image.
 
     Args:
@@ -96,6 +96,8 @@ class SimCLR(keras.Model):
     one training-mode call sets BatchNorm statistics from clean images.
     """
 
+    accuracy_name = "contrastive_accuracy"  # the positive scored highest
+
     def __init__(self, encoder, projector, augment, temperature=0.5, **kwargs):
         super().__init__(**kwargs)
         if not temperature > 0:
@@ -104,13 +106,7 @@ class SimCLR(keras.Model):
         self.projector = projector
         self.augmenter = augment
         self.temperature = float(temperature)
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.accuracy_tracker = keras.metrics.Mean(name="contrastive_accuracy")  # positive scored highest
         self.built = True  # the sub-models are built
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.accuracy_tracker]
 
     def call(self, images, training=False):
         return self.projector(self.encoder(images, training=training), training=training)
@@ -121,30 +117,11 @@ class SimCLR(keras.Model):
         x = ops.cast(self.augmenter(x, training=True), "float32")
         return ops.cast(ops.round(ops.clip(x, 0.0, 1.0) * 255.0), "uint8")
 
-    def contrast(self, images, training=False):
+    def objective(self, images, training=False):
         """(losses, correct) per anchor view (see `nt_xent`) for two fresh views of `images`."""
         z1 = self(self.augment(images), training=training)
         z2 = self(self.augment(images), training=training)
         return nt_xent(z1, z2, self.temperature, *_gather_global(z1, z2))
-
-    def _track(self, losses, correct):
-        self.loss_tracker.update_state(losses)
-        self.accuracy_tracker.update_state(correct)
-        return {m.name: m.result() for m in self.metrics}
-
-    def train_step(self, data):
-        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            losses, correct = self.contrast(images, training=True)
-            loss = replica_share(ops.mean(losses))
-            scaled = self.optimizer.scale_loss(loss)  # loss scaling under mixed_float16
-        gradients = tape.gradient(scaled, self.trainable_weights)
-        self.optimizer.apply(gradients, self.trainable_weights)
-        return self._track(losses, correct)
-
-    def test_step(self, data):
-        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._track(*self.contrast(images, training=False))
 
     def get_config(self):
         return {

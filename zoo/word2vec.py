@@ -27,13 +27,13 @@ from keras import layers, ops
 from zoo import text
 from zoo.blocks import float32_output
 from zoo.registry import register
-from zoo.training import replica_share
+from zoo.training import OwnObjective
 
 FAMILY = "word2vec"
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class Word2Vec(keras.Model):
+class Word2Vec(OwnObjective):
     """Skip-gram with negative sampling on the token ids of `encoder`'s vocabulary.
 
     Args:
@@ -44,6 +44,8 @@ class Word2Vec(keras.Model):
       subsample: the frequent-word subsampling threshold t (a word of frequency f is kept with
         probability sqrt(t / f) + t / f, as the word2vec code computes it); 0 keeps every word.
     """
+
+    accuracy_name = "pair_accuracy"  # positives scored above their negatives' mean
 
     def __init__(self, encoder, window=4, negatives=5, subsample=1e-4, **kwargs):
         super().__init__(**kwargs)
@@ -60,13 +62,7 @@ class Word2Vec(keras.Model):
         )
         # How often each id occurs in the pretraining texts (set by `adapt`): the sampling distributions.
         self.counts = self.add_weight(shape=(vocab_size,), initializer="ones", name="counts", trainable=False)
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.accuracy_tracker = keras.metrics.Mean(name="pair_accuracy")  # positives above their negatives' mean
         self.built = True
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.accuracy_tracker]
 
     def call(self, texts, training=False):
         return self.encoder(texts, training=training)
@@ -83,9 +79,9 @@ class Word2Vec(keras.Model):
         counts[[text.PAD, text.OOV]] = 0  # never a negative, never counted in the frequencies
         self.counts.assign(counts.astype("float32"))
 
-    def pair_losses(self, texts, training=False):
-        """(loss per kept word, whether its positives beat its negatives): skip-gram with negative
-        sampling over every (word, context word) pair of `texts` within the window."""
+    def objective(self, texts, training=False):
+        """(the mean loss over every (word, context word) pair of `texts` within the window, whether the
+        positives scored above the negatives): skip-gram with negative sampling."""
         ids = text.token_ids(self.encoder, texts)
         counts = ops.convert_to_tensor(self.counts)
         valid = ops.greater(ids, text.OOV)
@@ -123,24 +119,6 @@ class Word2Vec(keras.Model):
         loss = (positive_loss + negative_loss) / ops.maximum(pairs, 1.0)
         above = ops.cast(positive_logits / ops.maximum(pairs, 1.0) > ops.mean(negative_logits), "float32")
         return loss, above
-
-    def _track(self, loss, above):
-        self.loss_tracker.update_state(loss)
-        self.accuracy_tracker.update_state(above)
-        return {m.name: m.result() for m in self.metrics}
-
-    def train_step(self, data):
-        texts, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            loss, above = self.pair_losses(texts, training=True)
-            scaled = self.optimizer.scale_loss(replica_share(loss))
-        gradients = tape.gradient(scaled, self.trainable_weights)
-        self.optimizer.apply(gradients, self.trainable_weights)
-        return self._track(loss, above)
-
-    def test_step(self, data):
-        texts, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._track(*self.pair_losses(texts))
 
     def word_vectors(self):
         """The (vocab_size, dim) word vectors, as NumPy."""

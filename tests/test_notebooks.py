@@ -46,7 +46,17 @@ TINY_MODELS = {
     "dcgan.ipynb": "dcgan_tiny",
     "simclr.ipynb": "simclr_tiny",
 }
-SIZE_FREE = {"DATASET", "FAMILIES", "SOURCE_CLASSES", "TARGET_CLASSES", "UNFREEZE_TOP", "BETA", "TEMPERATURE"}
+TEXT_NOTEBOOKS = {"text.ipynb"}  # read the session's text folder in place of IMDB
+SIZE_FREE = {
+    "MANUAL_DIR",
+    "DATASET",
+    "FAMILIES",
+    "SOURCE_CLASSES",
+    "TARGET_CLASSES",
+    "UNFREEZE_TOP",
+    "BETA",
+    "TEMPERATURE",
+}
 
 
 def _starts_this_python(kernel_name):
@@ -94,7 +104,7 @@ def test_notebook_is_committed_stripped(name):
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs(name, tmp_path, tfds_dir, kernel):
+def test_notebook_runs(name, tmp_path, tfds_dir, text_dir, kernel):
     path = os.path.join(REPO, "notebooks", name)
     defined = papermill.inspect_notebook(path)
     available = {
@@ -105,6 +115,8 @@ def test_notebook_runs(name, tmp_path, tfds_dir, kernel):
     }
     if name in TINY_MODELS:
         available["MODEL"] = TINY_MODELS[name]
+    if name in TEXT_NOTEBOOKS:
+        available.update(DATASET="text_folder", MANUAL_DIR=text_dir)
     unknown = sorted(set(defined) - set(available) - SIZE_FREE)
     assert not unknown, f"{name}: add a tiny value for {unknown} to TINY_PARAMETERS (or to SIZE_FREE) in {__file__}"
 

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import RECIPES, example_texts, on_run_of
+from conftest import RECIPES, build, example_texts, on_run_of
 
 import zoo
 from recipes import flow, transfer
@@ -110,3 +110,19 @@ def test_text_data_reads_strings_and_the_unlabelled_split_without_labels(text_di
     draws = data.labelled_subsets((10,), (0,))
     inputs, labels = draws[(10, 0)]
     assert len(inputs) == 10 and np.bincount(labels).tolist() == [5, 5]
+
+
+@pytest.mark.parametrize("name", ["word2vec_tiny", "masked_lm_tiny"])
+def test_a_text_model_saved_in_bfloat16_computes_the_same_when_loaded_under_float32(name, tmp_path):
+    """Layers built inside the zoo's own layers take the outer layer's dtype policy: a model trained
+    under mixed_bfloat16 reloads, under the default float32 policy, into the same computation."""
+    with flow.precision("mixed_bfloat16"):
+        model = build(name)
+        texts = example_texts(4)
+        expected = np.asarray(model.get_layer("encoder")(texts))
+        model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(reloaded.get_layer("encoder")(texts), expected, rtol=1e-2, atol=1e-3)
+    assert np.asarray(reloaded.get_layer("encoder")(texts)).dtype == np.float32
+    if name.startswith("masked_lm"):
+        assert len(reloaded.fill_in(["the [mask] film"])[0]) == 1

@@ -96,8 +96,12 @@ class TokenAndPositionEmbedding(layers.Layer):
     def __init__(self, input_dim, sequence_length, output_dim, **kwargs):
         super().__init__(**kwargs)
         self.input_dim, self.sequence_length, self.output_dim = int(input_dim), int(sequence_length), int(output_dim)
-        self.tokens = layers.Embedding(self.input_dim, self.output_dim, name="tokens")
-        self.positions = layers.Embedding(self.sequence_length, self.output_dim, name="positions")
+        # The inner layers take this layer's dtype policy: a model saved under mixed precision and
+        # loaded under another global policy computes as it was trained.
+        self.tokens = layers.Embedding(self.input_dim, self.output_dim, dtype=self.dtype_policy, name="tokens")
+        self.positions = layers.Embedding(
+            self.sequence_length, self.output_dim, dtype=self.dtype_policy, name="positions"
+        )
 
     def build(self, input_shape):
         self.tokens.build(input_shape)
@@ -133,14 +137,15 @@ class TransformerBlock(layers.Layer):
         dim = int(input_shape[-1])
         if dim % self.num_heads:
             raise ZooError(f"hidden_dim={dim} must be a multiple of num_heads={self.num_heads}")
-        self.norm1 = layers.LayerNormalization(epsilon=1e-6, name="norm1")
+        policy = dict(dtype=self.dtype_policy)  # as TokenAndPositionEmbedding's inner layers
+        self.norm1 = layers.LayerNormalization(epsilon=1e-6, name="norm1", **policy)
         self.attention = layers.MultiHeadAttention(
-            self.num_heads, dim // self.num_heads, dropout=self.dropout, name="attention"
+            self.num_heads, dim // self.num_heads, dropout=self.dropout, name="attention", **policy
         )
-        self.norm2 = layers.LayerNormalization(epsilon=1e-6, name="norm2")
-        self.dense1 = layers.Dense(self.intermediate_dim, activation="gelu", name="mlp_dense1")
-        self.dense2 = layers.Dense(dim, name="mlp_dense2")
-        self.drop = layers.Dropout(self.dropout, name="dropout")
+        self.norm2 = layers.LayerNormalization(epsilon=1e-6, name="norm2", **policy)
+        self.dense1 = layers.Dense(self.intermediate_dim, activation="gelu", name="mlp_dense1", **policy)
+        self.dense2 = layers.Dense(dim, name="mlp_dense2", **policy)
+        self.drop = layers.Dropout(self.dropout, name="dropout", **policy)
         self.norm1.build(input_shape)
         self.attention.build(input_shape, input_shape)
         self.norm2.build(input_shape)

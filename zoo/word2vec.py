@@ -45,7 +45,7 @@ class Word2Vec(OwnObjective):
         probability sqrt(t / f) + t / f, as the word2vec code computes it); 0 keeps every word.
     """
 
-    accuracy_name = "pair_accuracy"  # positives scored above their negatives' mean
+    accuracy_name = "pair_accuracy"  # a context word scored above a negative word
 
     def __init__(self, encoder, window=4, negatives=5, subsample=1e-4, **kwargs):
         super().__init__(**kwargs)
@@ -80,8 +80,9 @@ class Word2Vec(OwnObjective):
         self.counts.assign(counts.astype("float32"))
 
     def objective(self, texts, training=False):
-        """(the mean loss over every (word, context word) pair of `texts` within the window, whether the
-        positives scored above the negatives): skip-gram with negative sampling."""
+        """(the mean loss over every (word, context word) pair of `texts` within the window, the share
+        of (pair, negative word) comparisons the context word scored higher): skip-gram with negative
+        sampling."""
         ids = text.token_ids(self.encoder, texts)
         counts = ops.convert_to_tensor(self.counts)
         valid = ops.greater(ids, text.OOV)
@@ -92,19 +93,6 @@ class Word2Vec(OwnObjective):
             valid = ops.logical_and(valid, tf.random.uniform(ops.shape(ids)) < keep)
         vectors = ops.cast(self.encoder.get_layer("word_vectors")(ids), "float32")  # (batch, length, dim)
         contexts = ops.take(ops.cast(self.context_vectors, "float32"), ids, axis=0)
-        positive_loss, positive_logits = 0.0, 0.0
-        # Every pair (i, i + offset) counts both ways; pair_count[b, i]: the pairs word i is in.
-        valid_f = ops.cast(valid, "float32")
-        pair_count = ops.zeros_like(valid_f)
-        for offset in range(1, self.window + 1):
-            both = valid_f[:, :-offset] * valid_f[:, offset:]
-            forward = ops.sum(vectors[:, :-offset] * contexts[:, offset:], axis=-1)
-            backward = ops.sum(vectors[:, offset:] * contexts[:, :-offset], axis=-1)
-            positive_loss += ops.sum(both * (ops.softplus(-forward) + ops.softplus(-backward)))
-            positive_logits += ops.sum(both * (forward + backward))
-            pad = ops.zeros_like(both[:, :offset])
-            pair_count += ops.concatenate([both, pad], axis=1) + ops.concatenate([pad, both], axis=1)
-        pairs = ops.sum(pair_count)
         # Negatives: `negatives` words per word, drawn from counts ** 0.75 (by inverting its cumulative
         # distribution), shared by the word's pairs.
         weights = ops.where(counts > 0, ops.power(ops.maximum(counts, 1.0), 0.75), 0.0)
@@ -115,10 +103,24 @@ class Word2Vec(OwnObjective):
         drawn = ops.minimum(drawn, ops.shape(counts)[0] - 1)
         negative_vectors = ops.take(ops.cast(self.context_vectors, "float32"), drawn, axis=0)  # (batch, length, k, dim)
         negative_logits = ops.einsum("bld,blkd->blk", vectors, negative_vectors)
+        # Every pair (i, i + offset) counts both ways; pair_count[b, i]: the pairs word i is in.
+        valid_f = ops.cast(valid, "float32")
+        pair_count = ops.zeros_like(valid_f)
+        positive_loss, wins = 0.0, 0.0  # wins: (pair, negative) comparisons the pair's context word won
+        for offset in range(1, self.window + 1):
+            both = valid_f[:, :-offset] * valid_f[:, offset:]
+            forward = ops.sum(vectors[:, :-offset] * contexts[:, offset:], axis=-1)  # word i, context i + offset
+            backward = ops.sum(vectors[:, offset:] * contexts[:, :-offset], axis=-1)  # word i + offset, context i
+            positive_loss += ops.sum(both * (ops.softplus(-forward) + ops.softplus(-backward)))
+            beaten = ops.cast(forward[..., None] > negative_logits[:, :-offset], "float32") + ops.cast(
+                backward[..., None] > negative_logits[:, offset:], "float32"
+            )
+            wins += ops.sum(both[..., None] * beaten)
+            pad = ops.zeros_like(both[:, :offset])
+            pair_count += ops.concatenate([both, pad], axis=1) + ops.concatenate([pad, both], axis=1)
+        pairs = ops.maximum(ops.sum(pair_count), 1.0)
         negative_loss = ops.sum(pair_count * ops.sum(ops.softplus(negative_logits), axis=-1))
-        loss = (positive_loss + negative_loss) / ops.maximum(pairs, 1.0)
-        above = ops.cast(positive_logits / ops.maximum(pairs, 1.0) > ops.mean(negative_logits), "float32")
-        return loss, above
+        return (positive_loss + negative_loss) / pairs, wins / (pairs * self.negatives)
 
     def word_vectors(self):
         """The (vocab_size, dim) word vectors, as NumPy."""

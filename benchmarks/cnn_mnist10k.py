@@ -11,7 +11,7 @@
 2. Throughput: images/s of the training step (median epoch), as a ratio, and as
    a fraction of this machine's measured fp32 matmul rate (training FLOPs ~ 3x
    the forward FLOPs of the convolutions and dense layers).
-3. Transfer: digits 0-4 -> 5-9, N = 100 and 1,000, frozen / finetune / scratch, 3 seeds.
+3. Transfer: digits 0-4 -> 5-9, N = 100 and 1,000, frozen / finetune / scratch / reference, 3 seeds.
 """
 
 import time
@@ -126,22 +126,23 @@ def main(argv):
     plain.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     tta = TimeToAccuracy(data.eval_inputs, data.eval_labels, FLAGS.target, scale=True)
     plain.fit(images.astype("float32") / 255.0, labels, batch_size=64, epochs=FLAGS.epochs, verbose=0, callbacks=[tta])
-    results["plain Keras seed-style CNN"] = (tta, forward_flops(plain), len(images))
+    results["plain Keras seed-style CNN, float32"] = (tta, forward_flops(plain), len(images))
 
     keras.utils.set_random_seed(0)
     recipe = cnn_classifier.RECIPE
-    run = flow.prepare(recipe, config)
-    ours = zoo.build_model("cnn_classifier", **run.model_config)
-    recipe.compile(run, ours)
-    tta = TimeToAccuracy(data.eval_inputs, data.eval_labels, FLAGS.target, scale=False)
-    ours.fit(
-        data.pretrain_dataset(lambda x, y: (x, y), config.batch_size, 0),
-        epochs=FLAGS.epochs,
-        verbose=0,
-        shuffle=False,
-        callbacks=[tta],
-    )
-    results["zoo cnn_classifier, recipe pipeline"] = (tta, forward_flops(ours), len(images))
+    run = flow.prepare(recipe, config.replace(source_classes="0-4", target_classes="5-9"))  # its model config
+    with flow.precision(run.precision):
+        ours = zoo.build_model(config.model, **{**run.model_config, "num_classes": data.num_classes})
+        recipe.compile(run, ours)
+        tta = TimeToAccuracy(data.eval_inputs, data.eval_labels, FLAGS.target, scale=False)
+        ours.fit(
+            data.pretrain_dataset(lambda x, y: (x, y), config.batch_size, 0),
+            epochs=FLAGS.epochs,
+            verbose=0,
+            shuffle=False,
+            callbacks=[tta],
+        )
+    results[f"zoo {config.model}, recipe pipeline, {run.precision}"] = (tta, forward_flops(ours), len(images))
 
     peak = matmul_peak()
     print(f"\nfp32 matmul peak measured here: {peak / 1e9:.1f} GFLOP/s")
@@ -163,14 +164,13 @@ def main(argv):
 
     if FLAGS.transfer:
         metrics = cnn_classifier.run(config.replace(source_classes="0-4", target_classes="5-9"))
-        print("\n| labels (digits 5-9) | frozen | finetune | scratch = small CNN from scratch |")
-        print("| ---: | ---: | ---: | ---: |")
+        columns = [k for k in ("frozen", "finetune", "scratch", "reference") if k in metrics["transfer"][0]]
+        print(f"\n| labels (digits 5-9) | {' | '.join(columns)} |")
+        print("| ---: |" + " ---: |" * len(columns))
         for row in metrics["transfer"]:
             print(
                 f"| {row['labels']} | "
-                + " | ".join(
-                    f"{100 * row[k]:.1f} ± {100 * row['std'][k]:.1f}" for k in ("frozen", "finetune", "scratch")
-                )
+                + " | ".join(f"{100 * row[k]:.1f} ± {100 * row['std'][k]:.1f}" for k in columns)
                 + " |"
             )
         print(f"recipe wall time {metrics['wall_seconds']:.0f} s")

@@ -8,11 +8,17 @@ does, under each precision) trains on the MNIST-10k pool through the recipe's ow
 pipeline; one epoch per precision in turns, `--repeats` times; the median images/s after the first
 (compiling) epoch. The first lines are the machine's matmul peaks (4096x4096, best of 5) in each
 precision, and whether `--precision=auto` would pick bfloat16 here.
+
+The first column is each family's plain-Keras float32 reference: the same model, built and compiled
+the same way in float32, `fit` on NumPy arrays of the same examples (one pass of the recipe's
+example function), at the recipe's batch size; it runs in the same turns. The last column is the
+recipe's last precision against it.
 """
 
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
@@ -24,8 +30,10 @@ FAMILIES = {"autoencoder": autoencoder, "cnn_classifier": cnn_classifier, "vae":
 flags.DEFINE_string("manual_dir", "", "Folder with MNIST's test-set IDX files (offline); empty: TFDS mnist.")
 flags.DEFINE_list("families", list(FAMILIES), "Families to measure.")
 flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"], "Precisions to compare, side by side.")
+flags.DEFINE_bool("plain_keras", True, "Also time the plain-Keras float32 reference (fit on NumPy arrays).")
 flags.DEFINE_integer("repeats", 4, "Epochs per precision, in turns; the first (compiling) one is not counted.")
 FLAGS = flags.FLAGS
+PLAIN = "plain Keras float32"
 
 
 def matmul_gflops(dtype, n=4096, tries=5):
@@ -49,6 +57,17 @@ def family_rates(module):
         dataset=protocol_dataset("", FLAGS.manual_dir), manual_dir=FLAGS.manual_dir, **SPLITS, model_dir="/tmp/unused"
     )
     fits, images = {}, 0
+    if FLAGS.plain_keras:
+        run = flow.prepare(recipe, base.replace(precision="float32"))
+        with flow.precision("float32"):
+            model = recipe_model(recipe, run)
+            source = run.source
+            examples = source.pretrain_dataset(recipe.pretrain_example(run), source.num_pretrain, base.seed)
+            arrays = next(iter(examples))
+        arrays = tuple(np.asarray(a) for a in (arrays if isinstance(arrays, tuple) else (arrays,)))
+        fits[PLAIN] = lambda model=model, arrays=arrays: model.fit(
+            *arrays, batch_size=base.batch_size, epochs=1, verbose=0
+        )
     for precision in FLAGS.precisions:
         run = flow.prepare(recipe, base.replace(precision=precision))
         with flow.precision(run.precision):
@@ -67,18 +86,19 @@ def main(argv):
         f"matmul peak: float32 {peaks['float32']:.0f} GFLOP/s, bfloat16 {peaks['bfloat16']:.0f} GFLOP/s "
         f"(x{peaks['bfloat16'] / peaks['float32']:.2f}); --precision=auto picks {flow.resolve_precision('auto')}"
     )
-    header = " | ".join(FLAGS.precisions)
-    print(f"\n| family (model) | batch | {header} | ratio |")
-    print("| --- | ---: |" + " ---: |" * len(FLAGS.precisions) + " ---: |")
+    columns = ([PLAIN] if FLAGS.plain_keras else []) + FLAGS.precisions
+    last, first = FLAGS.precisions[-1], FLAGS.precisions[0]
+    versus = f" | {last} / plain" if FLAGS.plain_keras else ""
+    print(f"\n| family (model) | batch | {' | '.join(columns)} | {last} / {first}{versus} |")
+    print("| --- | ---: |" + " ---: |" * len(columns) + " ---: |" * (2 if FLAGS.plain_keras else 1))
     for family in FLAGS.families:
         rates, batch = family_rates(FAMILIES[family])
-        cells = " | ".join(f"{rates[p]:.0f} img/s" for p in FLAGS.precisions)
-        ratio = rates[FLAGS.precisions[-1]] / rates[FLAGS.precisions[0]]
-        print(f"| {family} ({FAMILIES[family].Config().model}) | {batch} | {cells} | x{ratio:.2f} |", flush=True)
-    print(
-        f"\nmedian of {FLAGS.repeats - 1} epochs per precision, epochs interleaved; "
-        f"ratio: {FLAGS.precisions[-1]} / {FLAGS.precisions[0]}"
-    )
+        cells = " | ".join(f"{rates[p]:.0f} img/s" for p in columns)
+        ratios = f"x{rates[last] / rates[first]:.2f}" + (
+            f" | x{rates[last] / rates[PLAIN]:.2f}" if FLAGS.plain_keras else ""
+        )
+        print(f"| {family} ({FAMILIES[family].Config().model}) | {batch} | {cells} | {ratios} |", flush=True)
+    print(f"\nmedian of {FLAGS.repeats - 1} epochs per column, epochs interleaved")
 
 
 if __name__ == "__main__":

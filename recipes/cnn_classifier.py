@@ -71,7 +71,7 @@ class CnnClassifier(flow.Recipe):
     family = "cnn_classifier"
     module = "recipes.cnn_classifier"
     Config = Config
-    features = "the conv trunk, globally average-pooled (the classifier without its head)"
+    features = "the conv trunk, flattened or averaged as --model pools it (the classifier without its head)"
 
     def datasets(self, run):
         config = run.config

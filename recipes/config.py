@@ -109,9 +109,10 @@ class TransferConfig:
         "whether pretraining beats doing without it).",
     )
     reference_model: str = option(
-        "cnn_classifier",
-        "The reference column's network (a cnn_classifier model).",
-        choices=("cnn_classifier", "cnn_classifier_tiny"),
+        "cnn_classifier_bn",
+        "The reference column's network, a cnn_classifier model: cnn_classifier_bn is the zoo's best "
+        "CNN from scratch on a few hundred labels.",
+        choices=("cnn_classifier_bn", "cnn_classifier", "cnn_classifier_flat", "cnn_classifier_tiny"),
     )
     adapt: str = option(
         "auto",

@@ -1,6 +1,6 @@
 """Offline scores of generated images, in the features of the zoo's own CNN classifier.
 
-No scoring network is downloaded: the classifier is the zoo's `cnn_classifier`,
+No scoring network is downloaded: the classifier is the zoo's `cnn_classifier_bn`,
 trained on the same dataset (or loaded from a `recipes.cnn_classifier` run).
 Its penultimate features stand in for Inception features in the Fréchet
 distance (Heusel et al. 2017), and its class probabilities give the classifier
@@ -43,7 +43,7 @@ class Scorer:
     def train(cls, data, epochs, seed, batch_size=128):
         """The zoo's CNN classifier trained with labels on `data`'s train split, BatchNorm recalibrated."""
         keras.utils.set_random_seed(seed)
-        model = zoo.build_model("cnn_classifier", image_shape=data.image_shape, num_classes=data.num_classes)
+        model = zoo.build_model("cnn_classifier_bn", image_shape=data.image_shape, num_classes=data.num_classes)
         model.compile(
             optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         )

@@ -22,9 +22,10 @@ SHAPES = [(8, 8, 1), (28, 28, 1), (32, 32, 3)]
 
 # Parameters of each default build for 28x28x1 images: an architecture changed by accident fails here.
 PARAMETERS = {
-    "cnn_classifier": 75306,
+    "cnn_classifier": 165962,
+    "cnn_classifier_bn": 75306,
     "cnn_classifier_flat": 427914,
-    "cnn_classifier_tiny": 1246,
+    "cnn_classifier_tiny": 5050,
     "conv_autoencoder": 329537,
     "conv_autoencoder_tiny": 3317,
     "conv_vae": 176930,

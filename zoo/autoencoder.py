@@ -57,7 +57,7 @@ def conv_autoencoder(
 ):
     """A convolutional autoencoder whose encoder is the zoo's CNN trunk.
 
-    The encoder is the same VGG-style trunk as `cnn_classifier` (so pretrained
+    The encoder is the same VGG-style trunk as `cnn_classifier_bn` (so pretrained
     weights compare directly with that classifier trained from scratch),
     globally pooled and projected to the code. The decoder maps the code back
     to the trunk's last feature map and upsamples with transposed convolutions,
@@ -69,7 +69,7 @@ def conv_autoencoder(
       convs_per_block: convolutions per trunk block.
       latent_dim: size of the code, the encoder's output.
       batch_norm: batch normalisation after each convolution.
-      dropout: spatial dropout after each trunk block (as in `cnn_classifier`).
+      dropout: spatial dropout after each trunk block (as in `cnn_classifier_bn`).
 
     Returns:
       The autoencoder, with sub-models "encoder" and "decoder".

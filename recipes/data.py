@@ -285,7 +285,10 @@ class Data:
         return ds.filter(kept).map(relabel, num_parallel_calls=AUTOTUNE)
 
     def pretrain_dataset(self, transform, batch_size, seed, drop_remainder=False):
-        """train (+ unlabelled) split -> (input, label) -> cache -> shuffle -> transform -> batch -> prefetch."""
+        """train (+ unlabelled) split -> (input, label) -> cache -> shuffle -> batch -> transform -> prefetch.
+
+        `transform(inputs, labels)` runs on whole batches (one call per batch costs far less than one
+        per example), so it must treat the leading axis as the batch: elementwise ops do."""
         ds = self.examples(
             self.pretrain_split,
             shuffle_files=not self.builder.info.disable_shuffling,
@@ -296,8 +299,8 @@ class Data:
         if self.image_shape is None or self.num_pretrain * int(np.prod(self.image_shape)) <= CACHE_LIMIT_BYTES:
             ds = ds.cache()
         ds = ds.shuffle(min(self.num_pretrain, 20_000), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(transform, num_parallel_calls=AUTOTUNE)
-        return shard_by_data(ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE))
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(transform, num_parallel_calls=AUTOTUNE)
+        return shard_by_data(ds.prefetch(AUTOTUNE))
 
     def pretrain_inputs(self, batch_size=1024):
         """The inputs pretraining reads, in the splits' order, batched, without labels (what a text

@@ -16,7 +16,9 @@ seeds 0-2, evaluated on images 8,000-9,999) is then made once with the chosen fl
 """
 
 import dataclasses
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 from absl import app, flags
@@ -98,7 +100,8 @@ def compare(config, names):
                 variant = dataclasses.replace(ctx, config=config.replace(**VARIANTS[name]))
                 cell, _ = distill.students(variant, downstream, teacher, pool, images, labels, seed)
                 results[name].append({"teacher": accuracy, **cell})
-    print(f"\nteacher {config.teacher_dir}, student {config.student}, precision {ctx.precision}, N = 100, validation")
+    student = distill.student_name(config, data)
+    print(f"\nteacher {config.teacher_dir}, student {student}, precision {ctx.precision}, N = 100, validation")
     print("| variant | teacher | pseudo-labels (pool) | student | round 2 | round 3 | student img/s |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, cells in results.items():
@@ -116,7 +119,8 @@ def main(argv):
         compare(config, FLAGS.variants)
     else:
         metrics = distill.run(config)
-        print(f"\nteacher {config.teacher_dir}, student {config.student}, precision {metrics['precision']}")
+        student = json.loads((Path(config.model_dir) / "manifest.json").read_text())["model"]
+        print(f"\nteacher {config.teacher_dir}, student {student}, precision {metrics['precision']}")
         print_table(metrics["distill"], distill.COLUMNS)
         for r in metrics["distill"]:
             print(distill.gap_closed(r))

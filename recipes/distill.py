@@ -13,9 +13,18 @@ For each label budget and seed:
 2. pseudo-labels: the teacher's predictions on every image of the train split (their labels are never
    read), averaged over --teacher_views views (the clean image and augmented ones), only where its
    top probability is at least --confidence; soft (its distribution) or hard (its top class);
-3. the student: --student (any registered zoo model) from random weights, trained on the
-   pseudo-labelled pool and the N true labels by the distillation loss at --distill_temperature, with
-   noise on the student only (augmentation, dropout); --rounds=K makes each student the next teacher.
+3. the student: --student (any registered zoo model; auto: cnn_classifier_flat for images, word2vec
+   for texts) from random weights, trained on the pseudo-labelled pool and the N true labels by the
+   distillation loss at --distill_temperature, with noise on the student only (augmentation of
+   images, dropout); --rounds=K makes each student the next teacher.
+
+Texts distil the same way: a text teacher (a word2vec or masked_lm run) on a text dataset labels the
+train split's texts, and a text student, which tokenises with the teacher's vocabulary, learns from
+them (one view, no augmentation); the reference column is TF-IDF + logistic regression, as in the
+text transfer table:
+
+    python -m recipes.distill --teacher_dir=runs/word2vec --dataset=imdb_local \
+        --manual_dir=aclImdb_v1.tar.gz --model_dir=runs/distill-text
 
 The table per budget: teacher, pseudo_labels (their accuracy on the pool: the pool's true labels are
 read for this figure only), student, scratch (the student's architecture trained the same way on the
@@ -65,9 +74,10 @@ class Config(TransferConfig):
     )
     model_dir: str = new_default("model_dir", "runs/distill")
     student: str = option(
-        "cnn_classifier_flat",
+        "auto",
         "The student: a registered zoo model (zoo.list_models()) from random weights; a cnn_classifier "
-        "model is used whole, any other's encoder gets a --head_units head.",
+        "model is used whole, any other's encoder gets a --head_units head. auto: cnn_classifier_flat for "
+        "images, word2vec for texts.",
         nonempty=True,
     )
     distill_temperature: float = option(
@@ -84,13 +94,17 @@ class Config(TransferConfig):
         0.0, "Keep only pool images whose teacher probability of its top class is at least this.", minimum=0, below=1
     )
     teacher_views: int = option(
-        1, "Average the teacher's probabilities over this many views: the clean image, then augmented ones.", minimum=1
+        1,
+        "Average the teacher's probabilities over this many views: the clean image, then augmented ones (images only).",
+        minimum=1,
     )
     rounds: int = option(1, "Rounds of distillation: each round's student is the next round's teacher.", minimum=1)
     student_epochs: int = option(20, "Epochs over the pool for each student.", minimum=1)
     student_batch_size: int = option(128, "Batch size of the students.", minimum=1)
     student_learning_rate: float = option(2e-3, "Adam learning rate of the students (cosine decay).", positive=True)
-    student_augment: bool = option(True, "Random translation/rotation/zoom on the student's images (its noise).")
+    student_augment: bool = option(
+        True, "Random translation/rotation/zoom on the student's images (its noise); texts are not augmented."
+    )
     ceiling: bool = option(
         True, "Also train the student's architecture on every true label of the train split (the ceiling column)."
     )
@@ -141,31 +155,44 @@ def pseudo_targets(log_probs, hard=False, confidence=0.0):
     return np.maximum(log_probs, -HARD_LOGIT), keep
 
 
-def student_config(config, data):
-    """The student builder's full keyword arguments for `data`; an unknown --student is one line."""
+def student_name(config, data):
+    """--student with auto resolved: cnn_classifier_flat for images, word2vec (the mean of word vectors,
+    fast to train from random weights) for texts."""
+    if config.student != "auto":
+        return config.student
+    return "word2vec" if data.kind == "texts" else "cnn_classifier_flat"
+
+
+def student_config(config, data, vocabulary=None):
+    """The student builder's full keyword arguments for `data`; a text student's vocabulary size is
+    that of the teacher's `vocabulary`. An unknown --student, or one that reads the other kind of
+    input, is one line."""
+    name = student_name(config, data)
     try:
-        entry = zoo.get_entry(config.student)
+        entry = zoo.get_entry(name)
     except ZooError as e:
-        raise ZooError(f"--student={config.student}: {e}") from None
+        raise ZooError(f"--student={name}: {e}") from None
     if entry.inputs != data.kind:
         raise ZooError(
-            f"--student={config.student} reads {entry.inputs}, but --dataset={data.name} holds {data.kind}: "
+            f"--student={name} reads {entry.inputs}, but --dataset={data.name} holds {data.kind}: "
             f"give a student of {data.kind}"
         )
+    if data.kind == "texts":
+        return entry.config(**({"vocab_size": len(vocabulary)} if vocabulary else {}))
     given = {"num_classes": data.num_classes} if "num_classes" in entry.config() else {}
     return entry.config(image_shape=tuple(data.image_shape), **given)
 
 
 def build_student(run):
     """The student classifier from random weights: a cnn_classifier model whole, any other model's
-    encoder with a --head_units head (dropout --head_dropout)."""
+    encoder with a --head_units head (dropout --head_dropout); a text encoder tokenises with the
+    teacher's vocabulary (`run.state["vocabulary"]`)."""
     c = run.config
     with run.strategy.scope():
-        model = zoo.build_model(c.student, **run.model_config)
         if "num_classes" in run.model_config:
-            return model
+            return zoo.build_model(student_name(c, run.target), **run.model_config)
         return classifier_on(
-            model.get_layer("encoder"),
+            flow.fresh_encoder(student_name(c, run.target), run.model_config, run.state.get("vocabulary")),
             run.target.num_classes,
             hidden_units=c.head_units,
             dropout=c.head_dropout,
@@ -180,7 +207,8 @@ def train_student(run, model, images, targets, steps, seed, temperature, callbac
     training images/s."""
     c = run.config
     epochs = min(c.student_epochs, steps)
-    ds = labelled_dataset(images, targets, c.student_batch_size, seed, augment=c.student_augment)
+    augment = c.student_augment and run.target.kind == "images"
+    ds = labelled_dataset(images, targets, c.student_batch_size, seed, augment=augment)
     with run.strategy.scope():
         model.compile(
             optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(c.student_learning_rate, steps)),
@@ -223,7 +251,7 @@ def distill_cell(run, downstream, pool, images, labels, seed):
     train_student(run, scratch, images, hard_logits(labels, data.num_classes), steps, seed, 1.0)
     cell = {"teacher": accuracy, **cell, "scratch": downstream.evaluate(scratch)}
     if c.reference:
-        cell["reference"] = downstream.scratch(images, labels, seed, downstream.build_reference)
+        cell["reference"] = downstream.reference(images, labels, seed)
     return cell, student
 
 
@@ -292,7 +320,10 @@ def distill_table(run, subsets, pool):
             if n == max(budgets) and kept is None:
                 kept = (student, {"labels": n, "seed": seed, "eval_accuracy": cell["student"], "rounds": c.rounds})
             runs.append({"seed": seed, **cell})
-        table.append(summarise(n, runs))
+        row = summarise(n, runs)
+        if "reference" in row:
+            row["reference_model"] = downstream.reference_model
+        table.append(row)
     figures.transfer_plot(
         table, run.stage / "figures/distill.png", f"{c.student} taught by {c.teacher_dir}", kinds=COLUMNS
     )
@@ -303,8 +334,9 @@ def gap_closed(row):
     """One line: the columns, and how much of the gap between teacher and ceiling the student closed."""
     shown = ", ".join(f"{k} {row[k]:.1%}" for k in COLUMNS if k in row)
     line = f"N={row['labels']}: {shown}"
-    gain = 100 * (row["student"] - row["teacher"])
-    line += f" -> the student {'beat' if gain > 0 else 'did not beat'} its teacher ({gain:+.1f} points)"
+    gain = round(100 * (row["student"] - row["teacher"]), 1)  # as shown
+    verdict = "beat" if gain > 0 else "tied with" if gain == 0 else "did not beat"
+    line += f" -> the student {verdict} its teacher ({gain:+.1f} points)"
     if "ceiling" in row:
         gap = row["ceiling"] - row["teacher"]
         if gap > 0:
@@ -315,12 +347,12 @@ def gap_closed(row):
 
 
 def check_pool(config, data):
-    """Distillation needs images beyond the labelled ones; one line if the train split has none."""
+    """Distillation needs examples beyond the labelled ones; one line if the train split has none."""
     largest = max(config.label_budgets)
     if data.num_train <= largest:
         raise ZooError(
-            f"--train_split={config.train_split} has {data.num_train} images, no more than the {largest} "
-            "labelled ones: distillation needs unlabelled images; use a larger split or a smaller --label_budgets"
+            f"--train_split={config.train_split} has {data.num_train} {data.kind}, no more than the {largest} "
+            f"labelled ones: distillation needs unlabelled {data.kind}; use a larger split or a smaller --label_budgets"
         )
 
 
@@ -329,12 +361,25 @@ def run(config: Config) -> dict:
     artifact; returns metrics.json's content."""
     start = time.time()
     config.validate()
-    config, strategy, manifest, _, data, adapted = from_saved_run(config, config.teacher_dir, "teacher_dir", "distill")
-    model_config = student_config(config, data)
-    flow.say(f"[distill] student: {config.student}, from random weights")
+    config, strategy, manifest, encoder, data, adapted = from_saved_run(
+        config, config.teacher_dir, "teacher_dir", "distill"
+    )
+    vocabulary = flow.vocabulary(encoder)  # a text teacher's: the students tokenise with it
+    model_config = student_config(config, data, vocabulary)
+    config = config.replace(student=student_name(config, data))
+    if data.kind == "texts":
+        if config.teacher_views > 1:
+            raise ZooError(
+                f"--teacher_views={config.teacher_views}: the extra views are augmented images, but "
+                f"--dataset={data.name} holds texts; use --teacher_views=1"
+            )
+        flow.say(f"[distill] student: {config.student}, from random weights, with the teacher's vocabulary")
+    else:
+        flow.say(f"[distill] student: {config.student}, from random weights")
     check_pool(config, data)
     subsets = flow.labelled_draws(config, data)
     ctx = flow.Run(config, data, data, strategy, flow.resolve_precision(config.precision), model_config)
+    ctx.state["vocabulary"] = vocabulary
     flow.say(f"[distill] precision {ctx.precision}{' (auto)' if config.precision == 'auto' else ''}")
     ctx.stage = flow.open_stage(ctx, MODULE)
 

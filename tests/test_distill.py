@@ -1,6 +1,6 @@
 """Label distillation: the loss against hand-computed values, pseudo-labels that never read the pool's
-labels, the recipe end to end (its student reloads the three ways and feeds recipes.transfer), and
-the bad input that stops it."""
+labels, the recipe end to end on images (its student reloads the three ways and feeds
+recipes.transfer) and on texts, and the bad input that stops it."""
 
 import dataclasses
 import json
@@ -9,7 +9,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from conftest import assert_encoder_reloads_frozen
+from conftest import assert_encoder_reloads_frozen, example_texts, on_run_of
 from test_transfer import TINY as TRANSFER_TINY
 
 from recipes import distill, flow, transfer
@@ -50,6 +50,16 @@ def test_pseudo_targets_soft_hard_and_confident():
     hard, keep = distill.pseudo_targets(np.log(probs), hard=True)
     np.testing.assert_allclose(softmax(hard / 100), np.eye(3)[[0, 0]], atol=1e-30)  # one-hot even at T = 100
     assert keep.all()
+
+
+def test_the_closing_line_says_beat_tied_or_not_as_the_points_it_shows():
+    row = dict(labels=100, teacher=0.735, student=0.7354, ceiling=0.836)
+    assert "the student tied with its teacher (+0.0 points) and closed 0% of the gap" in distill.gap_closed(row)
+    assert "the student beat its teacher (+1.0 points) and closed 10% of the gap" in distill.gap_closed(
+        {**row, "student": 0.745}
+    )
+    assert "did not beat its teacher (-1.0 points)" in distill.gap_closed({**row, "student": 0.725})
+    assert "(the teacher is at or above the ceiling)" in distill.gap_closed({**row, "ceiling": 0.70})
 
 
 def _context(tfds_dir, tmp_path, **changes):
@@ -149,6 +159,42 @@ def test_distill_end_to_end_and_the_student_feeds_transfer(trained_dir, tfds_dir
         )
     )
     assert set(again["transfer"][0]) >= {"frozen", "finetune", "scratch"}
+
+
+@on_run_of("word2vec")
+def test_distill_texts_end_to_end(finished_run, tfds_dir, text_dir, tmp_path):
+    """A word2vec teacher on a text folder: the student (auto: word2vec) tokenises with the teacher's
+    vocabulary, the reference is TF-IDF, and the student's encoder takes strings."""
+    teacher_dir = finished_run("word2vec")[0].model_dir
+    out = str(tmp_path / "distill")
+    texts = dict(dataset="text_folder", manual_dir=text_dir)
+    metrics = distill.run(
+        distill.Config(
+            teacher_dir=teacher_dir, data_dir=tfds_dir, model_dir=out, **texts, **{**TINY, "student": "auto"}
+        )
+    )
+    row = metrics["distill"][0]
+    for k in ("teacher", "pseudo_labels", "student", "scratch", "reference", "ceiling"):
+        assert 0.0 <= row[k] <= 1.0, k
+    with open(os.path.join(out, "manifest.json")) as f:
+        manifest = json.load(f)
+    assert manifest["model"] == "word2vec" and manifest["input"]["dtype"] == "string"
+    teacher, student = (keras.saving.load_model(os.path.join(d, "encoder.keras")) for d in (teacher_dir, out))
+    assert flow.vocabulary(student) == flow.vocabulary(teacher)
+    assert manifest["model_config"]["vocab_size"] == len(flow.vocabulary(teacher))
+    assert_encoder_reloads_frozen(out, example_texts(3))
+    with pytest.raises(ZooError) as raised:  # the extra views are augmented images
+        distill.run(
+            distill.Config(
+                teacher_dir=teacher_dir, data_dir=tfds_dir, model_dir=str(tmp_path / "views"), **texts, **TINY
+            ).replace(student="auto", teacher_views=2)
+        )
+    assert str(raised.value).startswith("--teacher_views=2: the extra views are augmented images")
+    assert not (tmp_path / "views").exists()
+    with pytest.raises(ZooError, match="--student=cnn_classifier_tiny reads images, but --dataset=text_folder holds"):
+        distill.run(
+            distill.Config(teacher_dir=teacher_dir, data_dir=tfds_dir, model_dir=str(tmp_path / "img"), **texts, **TINY)
+        )
 
 
 BAD = {  # id: (config changes, how the message starts)

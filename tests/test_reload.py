@@ -135,3 +135,16 @@ def test_recalibration_sets_trainable_batchnorm_and_leaves_frozen_layers_alone(t
     np.testing.assert_allclose(norm.moving_mean.numpy(), features.mean(axis=0), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(norm.moving_variance.numpy(), features.var(axis=0), rtol=1e-3, atol=1e-5)
     assert norm.momentum == momentum
+
+
+def test_recalibration_samples_a_long_split_at_random_not_its_first_examples():
+    """A split in file order holds one class, then the next: statistics of its first examples would
+    be those of one class."""
+    from recipes.downstream import recalibrate_batchnorm
+
+    inputs = keras.Input((1,))
+    model = keras.Model(inputs, keras.layers.BatchNormalization()(inputs))
+    ordered = np.arange(10_000, dtype="float32")[:, None]  # the first 100 have mean 49.5
+    recalibrate_batchnorm(model, ordered, max_examples=100)
+    mean = float(model.layers[-1].moving_mean.numpy()[0])
+    assert abs(mean - 4999.5) < 1500, mean  # a random sample's mean: 4999.5 +- 289 (1 sd)

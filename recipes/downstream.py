@@ -215,7 +215,8 @@ class Downstream:
         ).get_layer("encoder")
 
     def tfidf_reference(self, texts, labels, seed):
-        """Eval accuracy of TF-IDF (words and word pairs, fitted on the texts pretraining reads, labels
+        """Eval accuracy of TF-IDF (words and word pairs, fitted on `data.pretrain_inputs()`: the texts
+        pretraining reads, or in a transfer or distillation job the target's train split; labels
         never read) + logistic regression on the labelled `texts`, its C chosen by stratified
         cross-validation on them (never on the eval split)."""
         from sklearn.linear_model import LogisticRegression

@@ -321,6 +321,11 @@ class Data:
         ds = self.examples(self.train_split, shuffle_files=False)
         return _to_numpy(ds.map(_input(self.feature)), f"--train_split={self.train_split}")
 
+    def unlabelled_inputs(self):
+        """The unlabelled split's inputs, in the split's order (what a teacher also labels)."""
+        ds = self.examples(self.unlabelled_split, shuffle_files=False)
+        return _to_numpy(ds.map(_input(self.feature)), f"--unlabelled_split={self.unlabelled_split}")
+
     def eval_dataset(self, transform, batch_size):
         ds = tf.data.Dataset.from_tensor_slices((self.eval_inputs, self.eval_labels))
         return shard_by_data(ds.map(transform, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE))

@@ -1,5 +1,6 @@
-"""Label distillation: a teacher fine-tuned on N labels labels the whole train split, and a noisy
-student learns from those labels and the N true ones (Hinton et al. 2015, "Distilling the knowledge
+"""Label distillation: a teacher fine-tuned on N labels labels the whole train split (and the
+unlabelled split, where the dataset has one), and a noisy student learns from those labels and the N
+true ones (Hinton et al. 2015, "Distilling the knowledge
 in a neural network"; Xie et al. 2020, "Self-training with Noisy Student").
 
     python -m recipes.distill --teacher_dir=runs/simclr --model_dir=runs/distill
@@ -10,7 +11,8 @@ For each label budget and seed:
 
 1. the teacher: the encoder of --teacher_dir (the model_dir of any recipe's run, any family),
    fine-tuned on the N labelled examples exactly as the transfer table's finetune column is;
-2. pseudo-labels: the teacher's predictions on every image of the train split (their labels are never
+2. pseudo-labels: the teacher's predictions on every image of the train split and of
+   --unlabelled_split (auto: the dataset's 'unsupervised' split, as IMDB's; their labels are never
    read), averaged over --teacher_views views (the clean image and augmented ones), only where its
    top probability is at least --confidence; soft (its distribution) or hard (its top class);
 3. the student: --student (any registered zoo model; auto: cnn_classifier_flat for images, word2vec
@@ -19,16 +21,16 @@ For each label budget and seed:
    images, dropout); --rounds=K makes each student the next teacher.
 
 Texts distil the same way: a text teacher (a word2vec or masked_lm run) on a text dataset labels the
-train split's texts, and a text student, which tokenises with the teacher's vocabulary, learns from
+train and unlabelled texts, and a text student, which tokenises with the teacher's vocabulary, learns from
 them (one view, no augmentation); the reference column is TF-IDF + logistic regression, as in the
 text transfer table:
 
     python -m recipes.distill --teacher_dir=runs/word2vec --dataset=imdb_local \
         --manual_dir=aclImdb_v1.tar.gz --model_dir=runs/distill-text
 
-The table per budget: teacher, pseudo_labels (their accuracy on the pool: the pool's true labels are
+The table per budget: teacher, pseudo_labels (their accuracy on the train split: its true labels are
 read for this figure only), student, scratch (the student's architecture trained the same way on the
-N labels alone), reference (the zoo's small CNN, as in every transfer table) and ceiling (the
+N labels alone), reference (the zoo's small CNN, as in every transfer table; TF-IDF for texts) and ceiling (the
 student's architecture trained on every true label of the train split).
 
 The artifact is a zoo artifact like any recipe's: the student of the largest budget's first seed as
@@ -99,6 +101,11 @@ class Config(TransferConfig):
         minimum=1,
     )
     rounds: int = option(1, "Rounds of distillation: each round's student is the next round's teacher.", minimum=1)
+    unlabelled_split: str = option(
+        "auto",
+        "Split of unlabelled examples the teacher also labels for the students, beside --train_split "
+        "(auto: the dataset's 'unsupervised' split when it has one, as imdb_reviews does; empty: none).",
+    )
     student_epochs: int = option(20, "Epochs over the pool for each student.", minimum=1)
     student_batch_size: int = option(128, "Batch size of the students.", minimum=1)
     student_learning_rate: float = option(2e-3, "Adam learning rate of the students (cosine decay).", positive=True)
@@ -264,8 +271,10 @@ def students(run, downstream, teacher, pool, images, labels, seed):
     for r in range(1, c.rounds + 1):
         log_probs = teacher_log_probs(teacher, pool, c.teacher_views, seed)
         targets, keep = pseudo_targets(log_probs, c.pseudo_labels == "hard", c.confidence)
-        # The pool's true labels are read here, after the pseudo-labels are fixed, for the table only.
-        pseudo = float(np.mean(np.argmax(log_probs, axis=1) == data.train_labels))
+        # The pool's true labels (of its train split part) are read here, after the pseudo-labels are
+        # fixed, for the table only.
+        labelled = len(data.train_labels)
+        pseudo = float(np.mean(np.argmax(log_probs[:labelled], axis=1) == data.train_labels))
         keras.utils.set_random_seed(seed + r)
         student = build_student(run)
         speed = train_student(
@@ -279,8 +288,8 @@ def students(run, downstream, teacher, pool, images, labels, seed):
         )
         accuracy = downstream.evaluate(student)
         flow.say(
-            f"  N={n} seed={seed} round {r}: pseudo-labels {pseudo:.1%} on the pool ({keep.mean():.0%} kept), "
-            f"student {accuracy:.1%} ({speed or 0:,.0f} img/s)"
+            f"  N={n} seed={seed} round {r}: pseudo-labels {pseudo:.1%} right on the train split "
+            f"({keep.mean():.0%} of the pool kept), student {accuracy:.1%} ({speed or 0:,.0f} examples/s)"
         )
         if r == 1:
             cell.update(pseudo_labels=pseudo, kept=float(keep.mean()), student_images_per_second=speed)
@@ -314,7 +323,8 @@ def distill_table(run, subsets, pool):
             cell, student = distill_cell(run, downstream, pool, images, labels, seed)
             if c.ceiling:
                 if seed not in ceilings:  # the ceiling reads every true label of the split
-                    ceilings[seed] = ceiling(run, downstream, pool, run.target.train_labels, seed)
+                    train = pool[: len(run.target.train_labels)]
+                    ceilings[seed] = ceiling(run, downstream, train, run.target.train_labels, seed)
                     flow.say(f"  seed={seed}: ceiling (every true label) {ceilings[seed]:.1%}")
                 cell["ceiling"] = ceilings[seed]
             if n == max(budgets) and kept is None:
@@ -334,16 +344,24 @@ def gap_closed(row):
     """One line: the columns, and how much of the gap between teacher and ceiling the student closed."""
     shown = ", ".join(f"{k} {row[k]:.1%}" for k in COLUMNS if k in row)
     line = f"N={row['labels']}: {shown}"
-    gain = round(100 * (row["student"] - row["teacher"]), 1)  # as shown
+    gain = round(100 * (row["student"] - row["teacher"]), 1) + 0.0  # as shown (+ 0.0: never "-0.0")
     verdict = "beat" if gain > 0 else "tied with" if gain == 0 else "did not beat"
     line += f" -> the student {verdict} its teacher ({gain:+.1f} points)"
     if "ceiling" in row:
         gap = row["ceiling"] - row["teacher"]
         if gap > 0:
-            line += f" and closed {100 * (row['student'] - row['teacher']) / gap:.0f}% of the gap to the ceiling"
+            closed = round(100 * (row["student"] - row["teacher"]) / gap)  # an int: never "-0"
+            line += f" and closed {closed}% of the gap to the ceiling"
         else:
             line += " (the teacher is at or above the ceiling)"
     return line
+
+
+def pool_inputs(data):
+    """What the teacher labels: the train split's inputs, then the unlabelled split's (if any), in
+    the splits' order; no label is read."""
+    pool = data.train_inputs()
+    return np.concatenate([pool, data.unlabelled_inputs()]) if data.unlabelled_split else pool
 
 
 def check_pool(config, data):
@@ -385,7 +403,7 @@ def run(config: Config) -> dict:
 
     keras.utils.set_random_seed(config.seed)
     with flow.precision(ctx.precision):
-        pool = data.train_inputs()
+        pool = pool_inputs(data)
         table, (student, kept) = distill_table(ctx, subsets, pool)
         flow.say(f"[distill] exporting the student (N={kept['labels']}, seed {kept['seed']}) to {config.model_dir}")
         flow.export_models(

@@ -59,7 +59,25 @@ def test_the_closing_line_says_beat_tied_or_not_as_the_points_it_shows():
         {**row, "student": 0.745}
     )
     assert "did not beat its teacher (-1.0 points)" in distill.gap_closed({**row, "student": 0.725})
+    assert "tied with its teacher (+0.0 points) and closed 0% of" in distill.gap_closed({**row, "student": 0.7349})
     assert "(the teacher is at or above the ceiling)" in distill.gap_closed({**row, "ceiling": 0.70})
+
+
+def test_the_pool_is_the_train_split_then_the_unlabelled_split(tmp_path):
+    from test_text_data import IMDB, write_imdb
+
+    config = distill.Config(
+        teacher_dir="unused",
+        dataset="imdb_local",
+        manual_dir=write_imdb(str(tmp_path / "src")),
+        data_dir=str(tmp_path / "tfds"),
+        model_dir=str(tmp_path / "out"),
+    )
+    train = [IMDB[f][n] for f in ("train/neg", "train/pos") for n in sorted(IMDB[f])]
+    unlabelled = [IMDB["train/unsup"][n] for n in sorted(IMDB["train/unsup"])]
+    assert [t.decode("utf-8") for t in distill.pool_inputs(load_data(config))] == train + unlabelled
+    only_train = load_data(config.replace(unlabelled_split=""))
+    assert [t.decode("utf-8") for t in distill.pool_inputs(only_train)] == train
 
 
 def _context(tfds_dir, tmp_path, **changes):
@@ -208,6 +226,7 @@ BAD = {  # id: (config changes, how the message starts)
         "--train_split=train[:20] has 20 images, no more than the 20 labelled ones",
     ),
     "teacher-not-a-run": (dict(teacher_dir="{tmp}"), "--teacher_dir={tmp}: "),
+    "unknown-unlabelled-split": (dict(unlabelled_split="unsup"), "--unlabelled_split=unsup: not a split of"),
     "shape-refused": (
         dict(dataset="mnist_idx", manual_dir="{idx}", adapt="none"),
         "--adapt=none: the target's images are (28, 28, 1) but the encoder takes (8, 8, 1)",

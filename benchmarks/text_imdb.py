@@ -4,7 +4,7 @@ network from scratch (same vocabulary) and TF-IDF + logistic regression (C chose
 on the labelled draw). Prints each family's table, its pretraining time and its tokens per second;
 with --distill, also the distillation table of each family's run as the teacher (recipes.distill at
 its defaults: the student, word2vec from random weights with the teacher's vocabulary, learns from
-the teacher's labels of the 5,000 train reviews).
+the teacher's labels of the 5,000 train and 10,000 unlabelled reviews).
 
     python benchmarks/text_imdb.py --manual_dir=../shared/data/imdb-subset/aclImdb_subset.tar.gz
     python benchmarks/text_imdb.py --manual_dir=... --families=word2vec      # one family

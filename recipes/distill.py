@@ -1,7 +1,7 @@
 """Label distillation: a teacher fine-tuned on N labels labels the whole train split (and the
 unlabelled split, where the dataset has one), and a noisy student learns from those labels and the N
-true ones (Hinton et al. 2015, "Distilling the knowledge
-in a neural network"; Xie et al. 2020, "Self-training with Noisy Student").
+true ones (Hinton et al. 2015, "Distilling the knowledge in a neural network"; Xie et al. 2020,
+"Self-training with Noisy Student").
 
     python -m recipes.distill --teacher_dir=runs/simclr --model_dir=runs/distill
     python -m recipes.distill --teacher_dir=runs/simclr --model_dir=runs/distill \\
@@ -21,17 +21,17 @@ For each label budget and seed:
    images, dropout); --rounds=K makes each student the next teacher.
 
 Texts distil the same way: a text teacher (a word2vec or masked_lm run) on a text dataset labels the
-train and unlabelled texts, and a text student, which tokenises with the teacher's vocabulary, learns from
-them (one view, no augmentation); the reference column is TF-IDF + logistic regression, as in the
-text transfer table:
+train and unlabelled texts, and a text student, which tokenises with the teacher's vocabulary,
+learns from them (one view, no augmentation); the reference column is TF-IDF + logistic
+regression, as in the text transfer table:
 
     python -m recipes.distill --teacher_dir=runs/word2vec --dataset=imdb_local \
         --manual_dir=aclImdb_v1.tar.gz --model_dir=runs/distill-text
 
 The table per budget: teacher, pseudo_labels (their accuracy on the train split: its true labels are
 read for this figure only), student, scratch (the student's architecture trained the same way on the
-N labels alone), reference (the zoo's small CNN, as in every transfer table; TF-IDF for texts) and ceiling (the
-student's architecture trained on every true label of the train split).
+N labels alone), reference (the zoo's small CNN, as in every transfer table; TF-IDF for texts) and
+ceiling (the student's architecture trained on every true label of the train split).
 
 The artifact is a zoo artifact like any recipe's: the student of the largest budget's first seed as
 `encoder/` + `encoder.keras` (reloadable the three ways; an --encoder_dir for recipes.transfer) and

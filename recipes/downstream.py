@@ -216,9 +216,9 @@ class Downstream:
 
     def tfidf_reference(self, texts, labels, seed):
         """Eval accuracy of TF-IDF (words and word pairs, fitted on `data.pretrain_inputs()`: the texts
-        pretraining reads, or in a transfer or distillation job the target's train split; labels
-        never read) + logistic regression on the labelled `texts`, its C chosen by stratified
-        cross-validation on them (never on the eval split)."""
+        pretraining reads, in a transfer job the target's train split, in a distillation job its
+        train and unlabelled splits; labels never read) + logistic regression on the labelled
+        `texts`, its C chosen by stratified cross-validation on them (never on the eval split)."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import StratifiedKFold, cross_val_score
 

@@ -266,6 +266,11 @@ def _imdb_tar_reviews(path, manual_dir):
                     and _is_text_file(parts[3])
                 ):
                     yield f"{parts[1]}/{parts[2]}", parts[3], tar.extractfile(member).read()
+        # A stream cut at a member's boundary ends the loop without an error: read the gzip stream to
+        # its end marker, which raises EOFError for a truncated archive.
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 20):
+                pass
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else "unreadable"
         raise ZooError(

@@ -160,6 +160,8 @@ class TransferConfig:
                 why = f"must be {rule['minimum']} or more"
             elif rule.get("positive") and not all(v > 0 for v in values):
                 why = "must be positive"
+            elif rule.get("below") is not None and any(v >= rule["below"] for v in values):
+                why = f"must be in (0, {rule['below']})" if rule.get("positive") else f"must be below {rule['below']}"
             elif rule.get("maximum") is not None and any(v > rule["maximum"] for v in values):
                 why = f"must be at most {rule['maximum']}"
             if why:

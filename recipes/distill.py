@@ -21,9 +21,9 @@ For each label budget and seed:
    images, dropout); --rounds=K makes each student the next teacher.
 
 Texts distil the same way: a text teacher (a word2vec or masked_lm run) on a text dataset labels the
-train and unlabelled texts, and a text student, which tokenises with the teacher's vocabulary,
-learns from them (one view, no augmentation); the reference column is TF-IDF + logistic
-regression, as in the text transfer table:
+train and unlabelled texts, and a text student, which tokenises with the teacher's vocabulary and
+word weights, learns from them (one view, no augmentation); the reference column is TF-IDF +
+logistic regression, as in the text transfer table:
 
     python -m recipes.distill --teacher_dir=runs/word2vec --dataset=imdb_local \
         --manual_dir=aclImdb_v1.tar.gz --model_dir=runs/distill-text
@@ -170,10 +170,10 @@ def student_name(config, data):
     return "word2vec" if data.kind == "texts" else "cnn_classifier_flat"
 
 
-def student_config(config, data, vocabulary=None):
+def student_config(config, data, tokens=None):
     """The student builder's full keyword arguments for `data`; a text student's vocabulary size is
-    that of the teacher's `vocabulary`. An unknown --student, or one that reads the other kind of
-    input, is one line."""
+    that of the teacher's vocabulary (`tokens`: `flow.tokenisation` of the teacher). An unknown
+    --student, or one that reads the other kind of input, is one line."""
     name = student_name(config, data)
     try:
         entry = zoo.get_entry(name)
@@ -185,7 +185,7 @@ def student_config(config, data, vocabulary=None):
             f"give a student of {data.kind}"
         )
     if data.kind == "texts":
-        return entry.config(**({"vocab_size": len(vocabulary)} if vocabulary else {}))
+        return entry.config(**({"vocab_size": len(tokens["vocabulary"])} if tokens else {}))
     given = {"num_classes": data.num_classes} if "num_classes" in entry.config() else {}
     return entry.config(image_shape=tuple(data.image_shape), **given)
 
@@ -193,13 +193,13 @@ def student_config(config, data, vocabulary=None):
 def build_student(run):
     """The student classifier from random weights: a cnn_classifier model whole, any other model's
     encoder with a --head_units head (dropout --head_dropout); a text encoder tokenises with the
-    teacher's vocabulary (`run.state["vocabulary"]`)."""
+    teacher's vocabulary and word weights (`run.state["tokenisation"]`)."""
     c = run.config
     with run.strategy.scope():
         if "num_classes" in run.model_config:
             return zoo.build_model(student_name(c, run.target), **run.model_config)
         return classifier_on(
-            flow.fresh_encoder(student_name(c, run.target), run.model_config, run.state.get("vocabulary")),
+            flow.fresh_encoder(student_name(c, run.target), run.model_config, run.state.get("tokenisation")),
             run.target.num_classes,
             hidden_units=c.head_units,
             dropout=c.head_dropout,
@@ -382,8 +382,8 @@ def run(config: Config) -> dict:
     config, strategy, manifest, encoder, data, adapted = from_saved_run(
         config, config.teacher_dir, "teacher_dir", "distill"
     )
-    vocabulary = flow.vocabulary(encoder)  # a text teacher's: the students tokenise with it
-    model_config = student_config(config, data, vocabulary)
+    tokens = flow.tokenisation(encoder)  # a text teacher's: the students tokenise with it
+    model_config = student_config(config, data, tokens)
     config = config.replace(student=student_name(config, data))
     if data.kind == "texts":
         if config.teacher_views > 1:
@@ -391,13 +391,15 @@ def run(config: Config) -> dict:
                 f"--teacher_views={config.teacher_views}: the extra views are augmented images, but "
                 f"--dataset={data.name} holds texts; use --teacher_views=1"
             )
-        flow.say(f"[distill] student: {config.student}, from random weights, with the teacher's vocabulary")
+        flow.say(
+            f"[distill] student: {config.student}, from random weights, with the teacher's vocabulary and word weights"
+        )
     else:
         flow.say(f"[distill] student: {config.student}, from random weights")
     check_pool(config, data)
     subsets = flow.labelled_draws(config, data)
     ctx = flow.Run(config, data, data, strategy, flow.resolve_precision(config.precision), model_config)
-    ctx.state["vocabulary"] = vocabulary
+    ctx.state["tokenisation"] = tokens
     flow.say(f"[distill] precision {ctx.precision}{' (auto)' if config.precision == 'auto' else ''}")
     ctx.stage = flow.open_stage(ctx, MODULE)
 

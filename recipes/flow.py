@@ -385,13 +385,13 @@ def run(recipe, config):
         if config.strategy == "multi_worker":
             say(f"[{recipe.family}] {worker_name(ctx.strategy) or 'chief'}: weights sha256 {weights_digest(model)}")
         export(recipe, ctx, model, adapted)
-        words = vocabulary(recipe.encoder(model))  # a text encoder's: the scratch column tokenises with it
+        tokens = tokenisation(recipe.encoder(model))  # a text encoder's: the scratch column tokenises with it
         table, _ = transfer_table(
             ctx,
             subsets,
             title=f"{config.model} -> {ctx.target.name}",
             load_pretrained=lambda: zoo.load_encoder(ctx.stage.path, trainable=False),
-            build_scratch=lambda: fresh_encoder(config.model, ctx.model_config, words),
+            build_scratch=lambda: fresh_encoder(config.model, ctx.model_config, tokens),
         )
 
     metrics = {"pretrain": pretrain_metrics, "transfer": table}
@@ -489,18 +489,19 @@ def pretrain(recipe, run):
     return model, metrics
 
 
-def vocabulary(encoder):
-    """A text encoder's vocabulary (None for an image encoder)."""
-    return zoo.text.vectorizer(encoder).get_vocabulary() if zoo.text.is_text_model(encoder) else None
+def tokenisation(encoder):
+    """What a text encoder's pretraining fitted on unlabelled texts (its vocabulary, and its word
+    weights where it has them: `zoo.text.tokenisation`); None for an image encoder."""
+    return zoo.text.tokenisation(encoder) if zoo.text.is_text_model(encoder) else None
 
 
-def fresh_encoder(model, model_config, vocabulary=None):
+def fresh_encoder(model, model_config, tokens=None):
     """The encoder of a new build of `model` (random weights): the scratch column. A text encoder
-    tokenises with the pretrained encoder's `vocabulary`, so scratch differs from it by the
-    weights alone."""
+    tokenises with the pretrained encoder's `tokens` (`tokenisation`: its vocabulary and word
+    weights), so scratch differs from it by the trained weights alone."""
     encoder = zoo.build_model(model, **model_config).get_layer("encoder")
-    if vocabulary is not None:
-        zoo.text.vectorizer(encoder).set_vocabulary(vocabulary)
+    if tokens is not None:
+        zoo.text.set_tokenisation(encoder, tokens)
     return encoder
 
 

@@ -95,7 +95,7 @@ def run(config: Config) -> dict:
     ctx = flow.Run(config, data, data, strategy, flow.resolve_precision(config.precision))
     ctx.stage = flow.open_stage(ctx, MODULE)
 
-    vocabulary = flow.vocabulary(encoder)  # a text encoder's: the scratch column tokenises with it
+    tokens = flow.tokenisation(encoder)  # a text encoder's: the scratch column tokenises with it
     keras.utils.set_random_seed(config.seed)
     with flow.precision(ctx.precision):
         table, (classifier, kept) = flow.transfer_table(
@@ -103,7 +103,7 @@ def run(config: Config) -> dict:
             subsets,
             title=f"{manifest['model']} ({manifest['dataset']['name']}) -> {data.name}",
             load_pretrained=lambda: zoo.load_encoder(config.encoder_dir, trainable=False),
-            build_scratch=lambda: flow.fresh_encoder(manifest["model"], manifest["model_config"], vocabulary),
+            build_scratch=lambda: flow.fresh_encoder(manifest["model"], manifest["model_config"], tokens),
         )
         export_saved_model(
             ctx.stage / "classifier",

@@ -37,6 +37,18 @@ def test_word2vec_writes_its_vectors_in_word2vec_text_format(finished_run):
     assert os.path.isfile(os.path.join(config.model_dir, "figures", "neighbours.png"))
 
 
+def test_sif_pooling_weighs_each_word_by_its_smooth_inverse_frequency():
+    vectors = np.arange(24, dtype=np.float32).reshape(1, 4, 6) % 7  # 4 tokens, 6-d
+    ids = np.array([[2, 3, 3, 0]])  # two words, the second twice, then padding
+    pooling = zoo.text.WeightedMean(vocab_size=5, smoothing=0.1)
+    np.testing.assert_allclose(pooling(vectors, ids), zoo.text.MaskedMean()(vectors, ids), rtol=1e-6)  # no counts yet
+    pooling.set_counts([9, 9, 6, 3, 1])  # padding and the unknown word are not counted: p = 0.6, 0.3, 0.1
+    weights = np.array([0.1 / 0.7, 0.1 / 0.4, 0.1 / 0.4])
+    expected = (weights[:, None] * vectors[0, :3]).sum(0) / weights.sum()
+    np.testing.assert_allclose(pooling(vectors, ids)[0], expected, rtol=1e-5)
+    assert np.asarray(pooling.word_weights)[[0, 1]].tolist() == [1.0, 1.0]  # never read: ids 0 and 1 are left out
+
+
 @on_run_of("masked_lm")
 def test_masked_lm_fills_in_masks_from_its_artifact(finished_run):
     config, metrics = finished_run("masked_lm")
@@ -60,15 +72,20 @@ def test_text_table_has_the_tfidf_reference(family, finished_run):
 @on_run_of("word2vec")
 def test_the_scratch_column_tokenises_like_the_pretrained_encoder(finished_run):
     """recipes.transfer and the recipes rebuild the architecture from random weights with the
-    pretrained vocabulary: the scratch and pretrained encoders read the same token ids."""
+    pretrained vocabulary and word weights: the scratch and pretrained encoders read the same token
+    ids and weigh them alike."""
     config, _ = finished_run("word2vec")
     pretrained = zoo.load_encoder(config.model_dir)
-    words = flow.vocabulary(pretrained)
-    scratch = flow.fresh_encoder(config.model, zoo.read_manifest(config.model_dir)["model_config"], words)
+    tokens = flow.tokenisation(pretrained)
+    scratch = flow.fresh_encoder(config.model, zoo.read_manifest(config.model_dir)["model_config"], tokens)
     texts = example_texts(4)
     np.testing.assert_array_equal(zoo.text.token_ids(scratch, texts), zoo.text.token_ids(pretrained, texts))
+    np.testing.assert_array_equal(flow.tokenisation(scratch)["word_weights"], tokens["word_weights"])
     assert not np.allclose(scratch(texts), pretrained(texts))  # the weights are not the pretrained ones
-    assert len(words) > 2  # the smoke corpus filled a vocabulary
+    assert len(tokens["vocabulary"]) > 2  # the smoke corpus filled a vocabulary
+    # The word weights came from the pretraining texts' counts and were saved: frequent words weigh less.
+    weights = tokens["word_weights"][2 : len(tokens["vocabulary"])]
+    assert weights.min() < weights.max() <= 1.0 and weights[0] == weights.min()  # id 2 is the most frequent word
 
 
 @on_run_of("word2vec")
@@ -85,6 +102,8 @@ def test_a_text_encoder_on_images_is_one_line(finished_run, tfds_dir, tmp_path):
         ("word2vec", dict(dataset="uci_digits"), "--dataset=uci_digits holds images, but word2vec"),
         ("masked_lm", dict(augment=True), "--augment: random translation"),
         ("word2vec", dict(vocab_size=2), "--vocab_size=2: must be 3 or more"),
+        ("word2vec", dict(pooling="max"), "--pooling=max: must be one of sif, mean"),
+        ("word2vec", dict(sif_smoothing=1.0), r"--sif_smoothing=1.0: must be in \(0, 1\)"),
         ("masked_lm", dict(sequence_length=5000), "--sequence_length=5000: must be at most 4096"),
         ("masked_lm", dict(hidden_dim=6, num_heads=4), "--hidden_dim=6: must be a multiple of --num_heads=4"),
         ("word2vec", dict(unlabelled_split="unsup"), "--unlabelled_split=unsup: not a split of text_folder"),

@@ -89,6 +89,69 @@ class MaskedMean(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
+class WeightedMean(layers.Layer):
+    """(vectors (batch, length, dim), token ids (batch, length)) -> each text's weighted mean word
+    vector, word w weighing a / (a + p(w)), p(w) its frequency in the pretraining texts and a the
+    `smoothing` (smooth inverse frequency, SIF: Arora et al. 2017): frequent words ("the", "movie")
+    count less than rare, telling ones. Padding and out-of-vocabulary tokens are left out. The weights
+    are a non-trainable weight of the layer, set from word counts by `set_counts` (the model's
+    `adapt`), so they are saved with it; until then every word weighs 1 (a plain mean). Float32."""
+
+    def __init__(self, vocab_size, smoothing=1e-3, **kwargs):
+        kwargs["dtype"] = "float32"  # weights near 1e-3 and their sums: no bfloat16 here
+        super().__init__(**kwargs)
+        self.vocab_size, self.smoothing = int(vocab_size), float(smoothing)
+        self.word_weights = self.add_weight(
+            shape=(self.vocab_size,), initializer="ones", trainable=False, name="word_weights"
+        )
+
+    def set_counts(self, counts):
+        """Set each word's weight from `counts` (occurrences per id in the pretraining texts;
+        padding and the unknown word are not counted)."""
+        given = np.asarray(counts, np.float64)[: self.vocab_size]
+        counts = np.zeros(self.vocab_size)
+        counts[: len(given)] = given
+        counts[[PAD, OOV]] = 0
+        frequency = counts / max(counts.sum(), 1.0)
+        self.word_weights.assign((self.smoothing / (self.smoothing + frequency)).astype("float32"))
+
+    def call(self, vectors, ids):
+        keep = ops.cast(ops.greater(ids, OOV), "float32") * ops.take(self.word_weights, ids)
+        total = ops.sum(ops.cast(vectors, "float32") * keep[..., None], axis=1)
+        return total / ops.maximum(ops.sum(keep, axis=1)[..., None], 1e-6)
+
+    def compute_output_shape(self, vectors_shape, ids_shape=None):
+        return (vectors_shape[0], vectors_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size, "smoothing": self.smoothing}
+
+
+def tokenisation(encoder):
+    """What a text encoder's pretraining fitted on unlabelled texts, labels never read: its vocabulary
+    and, where it pools with `WeightedMean`, its word weights. An encoder trained from scratch beside
+    it shares them (`set_tokenisation`), so the two differ by their trained weights alone."""
+    found = {"vocabulary": vectorizer(encoder).get_vocabulary()}
+    pooling = [l for l in encoder.layers if isinstance(l, WeightedMean)]
+    if pooling:
+        found["word_weights"] = np.asarray(pooling[0].word_weights, np.float32)
+    return found
+
+
+def set_tokenisation(encoder, found):
+    """Give `encoder` the vocabulary (and the word weights, where both pool with `WeightedMean`) of
+    `tokenisation(...)`; an encoder whose source has no word weights keeps a plain mean."""
+    vectorizer(encoder).set_vocabulary(found["vocabulary"])
+    weights = found.get("word_weights")
+    for layer in encoder.layers:
+        if isinstance(layer, WeightedMean) and weights is not None:
+            kept = np.ones(layer.vocab_size, np.float32)  # ids past the vocabulary never occur
+            n = min(len(weights), layer.vocab_size)
+            kept[:n] = weights[:n]
+            layer.word_weights.assign(kept)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
 class TokenAndPositionEmbedding(layers.Layer):
     """Token ids -> token embedding + learned position embedding. `input_dim` counts every id the
     layer takes (the vocabulary and any special ids, such as a [MASK] id)."""

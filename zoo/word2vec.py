@@ -6,9 +6,11 @@ drawn from the unigram distribution raised to the 3/4 (the paper's choice). Freq
 randomly left out of the pairs (the paper's subsampling, threshold `subsample`). The model is a
 `Word2Vec`: a registered `keras.Model` that trains with plain `fit` on batches of raw texts (no
 labels) and makes its pairs inside `train_step`, from the token ids of the encoder's own
-vocabulary. Its sub-model "encoder" maps texts to the mean of their words' vectors; the context
-vectors are used only in training. Call `adapt(texts)` before `fit`: it fits the vocabulary and
-counts the words.
+vocabulary. Its sub-model "encoder" maps texts to the mean of their words' vectors, each word
+weighted by its smooth inverse frequency in the pretraining texts (`pooling="sif"`, the default:
+a / (a + p(w)), Arora et al. 2017) or all alike (`pooling="mean"`); the context vectors are used
+only in training. Call `adapt(texts)` before `fit`: it fits the vocabulary and counts the words
+(the sampling distributions and the word weights).
 
 Example:
 
@@ -26,6 +28,7 @@ from keras import layers, ops
 
 from zoo import text
 from zoo.blocks import float32_output
+from zoo.errors import ZooError
 from zoo.registry import register
 from zoo.training import OwnObjective
 
@@ -78,6 +81,9 @@ class Word2Vec(OwnObjective):
             counts += np.bincount(ids, minlength=len(counts))[: len(counts)]
         counts[[text.PAD, text.OOV]] = 0  # never a negative, never counted in the frequencies
         self.counts.assign(counts.astype("float32"))
+        pooling = self.encoder.get_layer("mean")
+        if isinstance(pooling, text.WeightedMean):
+            pooling.set_counts(counts)
 
     def objective(self, texts, training=False):
         """(the mean loss over every (word, context word) pair of `texts` within the window, the share
@@ -155,7 +161,16 @@ def write_vectors(path, vocabulary, vectors):
 
 @register("word2vec", family=FAMILY)
 @register("word2vec_tiny", family=FAMILY, tiny=True, vocab_size=200, sequence_length=16, embedding_dim=8, window=2)
-def word2vec(vocab_size=20000, sequence_length=256, embedding_dim=128, window=4, negatives=5, subsample=1e-4):
+def word2vec(
+    vocab_size=20000,
+    sequence_length=256,
+    embedding_dim=128,
+    window=4,
+    negatives=5,
+    subsample=1e-4,
+    pooling="sif",
+    sif_smoothing=1e-3,
+):
     """A skip-gram word2vec model whose encoder averages a text's word vectors.
 
     Args:
@@ -165,6 +180,9 @@ def word2vec(vocab_size=20000, sequence_length=256, embedding_dim=128, window=4,
       window: context words on each side of a word.
       negatives: negative words per word.
       subsample: frequent-word subsampling threshold (0: off).
+      pooling: "sif" weighs each word by a / (a + p(w)), p(w) its frequency in the texts `adapt`
+        reads (frequent words count less); "mean" weighs all alike.
+      sif_smoothing: the a of "sif" pooling.
 
     Returns:
       A `Word2Vec` model with the sub-model "encoder" (texts -> features).
@@ -176,6 +194,14 @@ def word2vec(vocab_size=20000, sequence_length=256, embedding_dim=128, window=4,
         embeddings_initializer=keras.initializers.RandomUniform(-0.5 / embedding_dim, 0.5 / embedding_dim),
         name="word_vectors",
     )(ids)
-    features = float32_output(text.MaskedMean(name="mean")(vectors, ids), name="features")
+    if pooling == "sif":
+        if not 0 < float(sif_smoothing) < 1:
+            raise ZooError(f"sif_smoothing={sif_smoothing}: must be in (0, 1), e.g. 1e-3")
+        pooled = text.WeightedMean(int(vocab_size), float(sif_smoothing), name="mean")(vectors, ids)
+    elif pooling == "mean":
+        pooled = text.MaskedMean(name="mean")(vectors, ids)
+    else:
+        raise ZooError(f"pooling={pooling!r}: must be 'sif' (smooth inverse frequency weights) or 'mean'")
+    features = float32_output(pooled, name="features")
     encoder = keras.Model(inputs, features, name="encoder")
     return Word2Vec(encoder, window=window, negatives=negatives, subsample=subsample, name="word2vec")

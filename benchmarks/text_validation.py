@@ -1,0 +1,99 @@
+"""How word2vec's settings were chosen: the frozen and finetune columns of a word2vec run on a
+validation slice of the IMDB subset's train split (the test reviews are never read), for each
+pooling of the word vectors and each downstream setting, beside TF-IDF + logistic regression.
+
+    python benchmarks/text_imdb.py --manual_dir=.../aclImdb_subset.tar.gz --families=word2vec
+    python benchmarks/text_validation.py --manual_dir=.../aclImdb_subset.tar.gz \
+        --run_dir=/tmp/zoo-benchmarks/word2vec-imdb
+
+The train split is stored negative reviews first, then positive: the slices below are class-balanced
+(4,000 reviews to draw labels from, 1,000 to validate on). N = 100 and 1,000, seeds 0-2. "mean"
+pooling is the run's encoder with every word weight set to 1 (the same word vectors, averaged alike).
+Precision: --precision (default auto).
+"""
+
+import sys
+import time
+
+import keras
+import numpy as np
+from absl import app, flags
+
+import zoo
+from protocol import quiet_logging
+from recipes import flow, word2vec
+from recipes.data import load_data
+from recipes.downstream import Downstream
+
+flags.DEFINE_string("manual_dir", "", "The IMDB subset: aclImdb_subset.tar.gz or the aclImdb folder.")
+flags.DEFINE_string("data_dir", "/tmp/zoo-benchmarks/tfds", "TFDS data directory for the prepared subset.")
+flags.DEFINE_string("run_dir", "/tmp/zoo-benchmarks/word2vec-imdb", "A word2vec run on the subset.")
+flags.DEFINE_integer("repeats", 3, "Seeds per label budget.")
+flags.DEFINE_string("precision", "auto", "Compute precision.")
+FLAGS = flags.FLAGS
+POOL, VALIDATION = "train[:40%]+train[50%:90%]", "train[40%:50%]+train[90%:]"
+# (pooling, --probe_learning_rate, --finetune_lr_factor): the image recipes' defaults first.
+VARIANTS = [("mean", 3e-3, 0.1), ("sif", 3e-3, 0.1), ("mean", 3e-3, 0.3), ("sif", 3e-3, 0.3), ("sif", 1e-2, 0.3)]
+
+
+def encoder_with(pooling):
+    encoder = zoo.load_encoder(FLAGS.run_dir, trainable=False)
+    if pooling == "mean":
+        weights = encoder.get_layer("mean").word_weights
+        weights.assign(np.ones(weights.shape, np.float32))
+    return encoder
+
+
+def main(argv):
+    quiet_logging()
+    if not FLAGS.manual_dir:
+        sys.exit("error: --manual_dir: give the IMDB subset (aclImdb_subset.tar.gz or its aclImdb folder)")
+    base = word2vec.Config(
+        dataset="imdb_local",
+        manual_dir=FLAGS.manual_dir,
+        data_dir=FLAGS.data_dir,
+        train_split=POOL,
+        eval_split=VALIDATION,
+        transfer_repeats=FLAGS.repeats,
+    )
+    data = load_data(base)
+    assert np.bincount(data.eval_labels).tolist() == [500, 500], "the validation slice is not class-balanced"
+    draws = flow.labelled_draws(base, data)
+    strategy = flow.make_strategy("default")
+    policy = flow.resolve_precision(FLAGS.precision)
+    print(f"validation: {len(data.eval_labels)} reviews of {VALIDATION}; labels drawn from {POOL}; {policy}")
+    rows = []
+    with flow.precision(policy):
+        downstream = Downstream(base, data, strategy)
+        reference = {key: downstream.tfidf_reference(x, y, key[1]) for key, (x, y) in draws.items()}
+        for pooling, probe, factor in VARIANTS:
+            start = time.time()
+            config = base.replace(probe_learning_rate=probe, finetune_lr_factor=factor)
+            downstream = Downstream(config, data, strategy)
+            scores = {}
+            for (n, seed), (x, y) in draws.items():
+                keras.utils.set_random_seed(seed)
+                scores[(n, seed)], _ = downstream.pretrained(x, y, seed, lambda p=pooling: encoder_with(p), knn=False)
+            frozen = {k: v["frozen"] for k, v in scores.items()}
+            finetune = {k: v["finetune"] for k, v in scores.items()}
+            rows.append((pooling, probe, factor, frozen, finetune))
+            print(f"  {pooling} {probe:g} {factor:g}: {time.time() - start:.0f} s", flush=True)
+
+    def cell(values, n):
+        if values is None:
+            return ""
+        found = [100 * v for (m, _), v in values.items() if m == n]
+        return f"{np.mean(found):.1f} ± {np.std(found):.1f}"
+
+    print(f"\nTF-IDF + logistic regression: N=100 {cell(reference, 100)}, N=1000 {cell(reference, 1000)}")
+    print("\n| pooling | probe lr | finetune factor | N=100 frozen | finetune | N=1000 frozen | finetune |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for pooling, probe, factor, frozen, finetune in rows:
+        print(
+            f"| {pooling} | {probe} | {factor} | {cell(frozen, 100)} | {cell(finetune, 100)} "
+            f"| {cell(frozen, 1000)} | {cell(finetune, 1000)} |"
+        )
+
+
+if __name__ == "__main__":
+    app.run(main)

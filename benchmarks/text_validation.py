@@ -80,8 +80,6 @@ def main(argv):
             print(f"  {pooling} {probe:g} {factor:g}: {time.time() - start:.0f} s", flush=True)
 
     def cell(values, n):
-        if values is None:
-            return ""
         found = [100 * v for (m, _), v in values.items() if m == n]
         return f"{np.mean(found):.1f} ± {np.std(found):.1f}"
 

@@ -255,7 +255,7 @@ def _imdb_tar_reviews(path, manual_dir):
     stream (nothing is unpacked to disk); folder is one of the IMDB_SPLITS folders, e.g. 'train/pos'."""
     folders = {f for split in IMDB_SPLITS.values() for f in split}
     try:
-        with tarfile.open(path, mode="r|gz") as tar:
+        with gzip.open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
                 parts = member.name.removeprefix("./").split("/")
                 if (
@@ -266,9 +266,8 @@ def _imdb_tar_reviews(path, manual_dir):
                     and _is_text_file(parts[3])
                 ):
                     yield f"{parts[1]}/{parts[2]}", parts[3], tar.extractfile(member).read()
-        # A stream cut at a member's boundary ends the loop without an error: read the gzip stream to
-        # its end marker, which raises EOFError for a truncated archive.
-        with gzip.open(path, "rb") as stream:
+            # A stream cut at a member's boundary ends the loop without an error: read the rest of the
+            # gzip stream to its end marker, which raises EOFError for a truncated archive.
             while stream.read(1 << 20):
                 pass
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:

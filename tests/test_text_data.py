@@ -257,7 +257,7 @@ def _bad_imdb(tmp_path, case):
         ("missing", r"^--dataset=imdb_local needs --manual_dir=DIR, .*or use --dataset=imdb_reviews, which TFDS down"),
         ("no such path", r"^--manual_dir=\S+: no such file or directory; pass the aclImdb folder, a folder holding"),
         ("no layout", r"^--manual_dir=\S+: neither the aclImdb folder \(train/ and test/ inside\) nor a folder holdi"),
-        ("not gzip", r"^--manual_dir=\S+: not a readable gzip-compressed tar file \(ReadError: .*\); pass aclImdb_v1"),
+        ("not gzip", r"^--manual_dir=\S+: not a readable gzip-compressed tar file \(BadGzipFile: Not a gzipped file"),
         ("truncated", r"^--manual_dir=\S+: not a readable gzip-compressed tar file \("),
         ("gzip, not tar", r"^--manual_dir=\S+: not a readable gzip-compressed tar file \("),
         ("tar without pos", r"^--manual_dir=\S+: no review \(\.txt file\) in aclImdb/train/pos/; the train and test"),

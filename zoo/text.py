@@ -74,15 +74,20 @@ def is_text_model(model):
     return encoder.inputs[0].dtype == "string"
 
 
+def _weighted_average(vectors, weights, floor):
+    """(batch, length, dim) vectors averaged over length with (batch, length) weights, in float32; a
+    text whose weights sum below `floor` (none of its tokens count) gives zeros."""
+    total = ops.sum(ops.cast(vectors, "float32") * weights[..., None], axis=1)
+    return total / ops.maximum(ops.sum(weights, axis=1)[..., None], floor)
+
+
 @keras.saving.register_keras_serializable(package="zoo")
 class MaskedMean(layers.Layer):
     """(vectors (batch, length, dim), token ids (batch, length)) -> the mean vector of each text's words,
     padding and out-of-vocabulary tokens left out (a text of none of them gives zeros). Float32."""
 
     def call(self, vectors, ids):
-        keep = ops.cast(ops.greater(ids, OOV), "float32")[..., None]
-        total = ops.sum(ops.cast(vectors, "float32") * keep, axis=1)
-        return total / ops.maximum(ops.sum(keep, axis=1), 1.0)
+        return _weighted_average(vectors, ops.cast(ops.greater(ids, OOV), "float32"), 1.0)
 
     def compute_output_shape(self, vectors_shape, ids_shape=None):
         return (vectors_shape[0], vectors_shape[-1])
@@ -116,9 +121,8 @@ class WeightedMean(layers.Layer):
         self.word_weights.assign((self.smoothing / (self.smoothing + frequency)).astype("float32"))
 
     def call(self, vectors, ids):
-        keep = ops.cast(ops.greater(ids, OOV), "float32") * ops.take(self.word_weights, ids)
-        total = ops.sum(ops.cast(vectors, "float32") * keep[..., None], axis=1)
-        return total / ops.maximum(ops.sum(keep, axis=1)[..., None], 1e-6)
+        weights = ops.cast(ops.greater(ids, OOV), "float32") * ops.take(self.word_weights, ids)
+        return _weighted_average(vectors, weights, 1e-6)
 
     def compute_output_shape(self, vectors_shape, ids_shape=None):
         return (vectors_shape[0], vectors_shape[-1])

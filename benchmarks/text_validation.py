@@ -9,7 +9,9 @@ pooling of the word vectors and each downstream setting, beside TF-IDF + logisti
 The train split is stored negative reviews first, then positive: the slices below are class-balanced
 (4,000 reviews to draw labels from, 1,000 to validate on). N = 100 and 1,000, seeds 0-2. "mean"
 pooling is the run's encoder with every word weight set to 1 (the same word vectors, averaged alike).
-Precision: --precision (default auto).
+With --sequence_lengths, also the default setting reading more (or fewer) tokens per text than the
+run was pretrained with (the same word vectors: the average has no positions); for a run with word
+pairs (--pairs), also its average of words alone. Precision: --precision (default auto).
 """
 
 import sys
@@ -30,17 +32,37 @@ flags.DEFINE_string("data_dir", "/tmp/zoo-benchmarks/tfds", "TFDS data directory
 flags.DEFINE_string("run_dir", "/tmp/zoo-benchmarks/word2vec-imdb", "A word2vec run on the subset.")
 flags.DEFINE_integer("repeats", 3, "Seeds per label budget.")
 flags.DEFINE_string("precision", "auto", "Compute precision.")
+flags.DEFINE_boolean("grid", True, "Every pooling and rate in VARIANTS; --nogrid: the default setting alone.")
+flags.DEFINE_list(
+    "sequence_lengths", [], "Also score the default setting with the run's word vectors read this many tokens per text."
+)
+flags.DEFINE_list("factors", [], "Also score the default pooling and head rate with these fine-tuning factors.")
 FLAGS = flags.FLAGS
 POOL, VALIDATION = "train[:40%]+train[50%:90%]", "train[40%:50%]+train[90%:]"
 # (pooling, --probe_learning_rate, --finetune_lr_factor): the image recipes' defaults first.
 VARIANTS = [("mean", 3e-3, 0.1), ("sif", 3e-3, 0.1), ("mean", 3e-3, 0.3), ("sif", 3e-3, 0.3), ("sif", 1e-2, 0.3)]
 
 
-def encoder_with(pooling):
+def encoder_with(pooling, sequence_length=None):
     encoder = zoo.load_encoder(FLAGS.run_dir, trainable=False)
+    if sequence_length:  # the same vocabulary, word vectors and weights, more (or fewer) tokens read
+        vectors, pairs = encoder.get_layer("word_vectors").embeddings, zoo.text.word_pairs(encoder)
+        sizes = {"vocab_size": pairs.vocab_size, "pairs": pairs.pairs} if pairs else {"vocab_size": vectors.shape[0]}
+        longer = zoo.build_model(
+            "word2vec", embedding_dim=vectors.shape[1], sequence_length=sequence_length, **sizes
+        ).get_layer("encoder")
+        zoo.text.set_tokenisation(longer, zoo.text.tokenisation(encoder))
+        longer.get_layer("word_vectors").embeddings.assign(vectors)
+        longer.trainable = False
+        encoder = longer
+    weights = encoder.get_layer("mean").word_weights
     if pooling == "mean":
-        weights = encoder.get_layer("mean").word_weights
         weights.assign(np.ones(weights.shape, np.float32))
+    if pooling == "sif, words alone":  # a run with word pairs, its pairs left out of the average
+        pairs = zoo.text.word_pairs(encoder)
+        weights.assign(
+            np.where(np.arange(weights.shape[0]) < pairs.vocab_size, np.asarray(weights), 0).astype("float32")
+        )
     return encoder
 
 
@@ -66,18 +88,26 @@ def main(argv):
     with flow.precision(policy):
         downstream = Downstream(base, data, strategy)
         reference = {key: downstream.tfidf_reference(x, y, key[1]) for key, (x, y) in draws.items()}
-        for pooling, probe, factor in VARIANTS:
+        variants = [(*v, None) for v in (VARIANTS if FLAGS.grid else VARIANTS[-1:])]
+        variants += [("sif", 1e-2, 0.3, int(n)) for n in FLAGS.sequence_lengths]
+        variants += [("sif", 1e-2, float(f), None) for f in FLAGS.factors]
+        if zoo.text.word_pairs(zoo.load_encoder(FLAGS.run_dir)) is not None:
+            variants.append(("sif, words alone", 1e-2, 0.3, None))  # what the word pairs add
+        for pooling, probe, factor, length in variants:
             start = time.time()
             config = base.replace(probe_learning_rate=probe, finetune_lr_factor=factor)
             downstream = Downstream(config, data, strategy)
             scores = {}
             for (n, seed), (x, y) in draws.items():
                 keras.utils.set_random_seed(seed)
-                scores[(n, seed)], _ = downstream.pretrained(x, y, seed, lambda p=pooling: encoder_with(p), knn=False)
+                scores[(n, seed)], _ = downstream.pretrained(
+                    x, y, seed, lambda p=pooling, n=length: encoder_with(p, n), knn=False
+                )
             frozen = {k: v["frozen"] for k, v in scores.items()}
             finetune = {k: v["finetune"] for k, v in scores.items()}
-            rows.append((pooling, probe, factor, frozen, finetune))
-            print(f"  {pooling} {probe:g} {factor:g}: {time.time() - start:.0f} s", flush=True)
+            name = pooling + (f", {length} tokens" if length else "")
+            rows.append((name, probe, factor, frozen, finetune))
+            print(f"  {name} {probe:g} {factor:g}: {time.time() - start:.0f} s", flush=True)
 
     def cell(values, n):
         found = [100 * v for (m, _), v in values.items() if m == n]

@@ -172,7 +172,8 @@ def student_name(config, data):
 
 def student_config(config, data, tokens=None):
     """The student builder's full keyword arguments for `data`; a text student's vocabulary size is
-    that of the teacher's vocabulary (`tokens`: `flow.tokenisation` of the teacher). An unknown
+    that of the teacher's vocabulary (`tokens`: `flow.tokenisation` of the teacher), and a word2vec
+    student holds as many word pairs as the teacher. An unknown
     --student, or one that reads the other kind of input, is one line."""
     name = student_name(config, data)
     try:
@@ -185,7 +186,10 @@ def student_config(config, data, tokens=None):
             f"give a student of {data.kind}"
         )
     if data.kind == "texts":
-        return entry.config(**({"vocab_size": len(tokens["vocabulary"])} if tokens else {}))
+        given = {"vocab_size": len(tokens["vocabulary"])} if tokens else {}
+        if tokens and "word_pairs" in tokens and "pairs" in entry.config():
+            given["pairs"] = len(tokens["word_pairs"])  # the teacher's word pairs, in the same places
+        return entry.config(**given)
     given = {"num_classes": data.num_classes} if "num_classes" in entry.config() else {}
     return entry.config(image_shape=tuple(data.image_shape), **given)
 

@@ -5,11 +5,12 @@
     python -m recipes.word2vec --dataset=text_folder --manual_dir=my_texts --model_dir=runs/w2v-mine
 
 Pretraining reads the texts of --train_split and of --unlabelled_split (IMDB's 50,000 unlabelled
-reviews), never a label: the vocabulary is fitted on them, then every word learns to predict its
-neighbours (see zoo/word2vec.py). The exported encoder takes raw strings and returns the mean of
-their words' vectors; the artifact also holds `vectors.txt` (word2vec text format, what gensim's
-`KeyedVectors.load_word2vec_format` reads) and `figures/neighbours.png`, the nearest words of a
-few words.
+reviews), never a label: the vocabulary (words and the most frequent pairs of adjacent words) is
+fitted on them, then every word and word pair learns to predict its neighbours (see
+zoo/word2vec.py). The exported encoder takes raw strings and returns the weighted mean of their
+words' and word pairs' vectors; the artifact also holds `vectors.txt` (word2vec text format, what
+gensim's `KeyedVectors.load_word2vec_format` reads) and `figures/neighbours.png`, the nearest words
+of a few words.
 
 From Python or a notebook, without flags:
 
@@ -52,6 +53,13 @@ class Config(TextRecipeConfig):
         choices=("sif", "mean"),
     )
     sif_smoothing: float = hyperparameter("The a of --pooling=sif, in (0, 1).", positive=True, below=1)
+    pairs: int = hyperparameter(
+        "Word pairs in the vocabulary (0: words alone): the most frequent pairs of adjacent words in the "
+        "pretraining texts, each with its own vector, pretrained to predict the words around it and "
+        "averaged with the words.",
+        minimum=0,
+        maximum=1_000_000,
+    )
 
 
 class Word2vec(flow.TextRecipe):
@@ -59,13 +67,14 @@ class Word2vec(flow.TextRecipe):
     module = "recipes.word2vec"
     Config = Config
     features = (
-        "the mean of the text's word vectors, each weighted by its smooth inverse frequency in the pretraining "
-        "texts (--pooling=sif, the default) or all alike (--pooling=mean); padding and unknown words left out"
+        "the mean of the vectors of the text's words and word pairs (--pairs), each weighted by its smooth "
+        "inverse frequency in the pretraining texts (--pooling=sif, the default) or all alike (--pooling=mean); "
+        "padding, unknown words and pairs not in the vocabulary left out"
     )
 
     def artifacts(self, run, model):
-        vocabulary = zoo.text.vectorizer(self.encoder(model)).get_vocabulary()
-        zoo.word2vec.write_vectors(run.stage / "vectors.txt", vocabulary, model.word_vectors())
+        names = zoo.text.token_names(self.encoder(model))
+        zoo.word2vec.write_vectors(run.stage / "vectors.txt", names, model.word_vectors())
 
     def figures(self, run, model):
         super().figures(run, model)

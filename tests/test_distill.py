@@ -203,6 +203,11 @@ def test_distill_texts_end_to_end(finished_run, tfds_dir, text_dir, tmp_path):
     assert manifest["model_config"]["vocab_size"] == len(taught["vocabulary"])
     n = len(taught["vocabulary"])  # the student's word weights are the teacher's
     np.testing.assert_array_equal(learnt["word_weights"][:n], taught["word_weights"][:n])
+    # So are its word pairs and their weights, in the same places (its vocab_size is the teacher's
+    # vocabulary's length, not the teacher's vocab_size: the pairs are keyed anew).
+    assert manifest["model_config"]["pairs"] == len(taught["word_pairs"]) and (taught["word_pairs"] >= 0).any()
+    np.testing.assert_array_equal(learnt["word_pairs"], taught["word_pairs"])
+    np.testing.assert_array_equal(learnt["pair_weights"], taught["pair_weights"])
     assert_encoder_reloads_frozen(out, example_texts(3))
     with pytest.raises(ZooError) as raised:  # the extra views are augmented images
         distill.run(

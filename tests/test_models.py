@@ -40,8 +40,10 @@ PARAMETERS = {
     "masked_lm_tiny": 4256,
     "simclr": 143584,
     "simclr_tiny": 504,
-    "word2vec": 5160000,  # 20,000 of them the SIF word weights (not trained)
-    "word2vec_tiny": 3600,
+    # 15.36 M word and word-pair vectors, 2.56 M context vectors; 340,000 not trained: the weights,
+    # the counts (of 20,000 words and 100,000 word pairs) and the pair keys
+    "word2vec": 18260000,
+    "word2vec_tiny": 4150,
 }
 
 

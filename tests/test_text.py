@@ -26,9 +26,12 @@ def test_word2vec_writes_its_vectors_in_word2vec_text_format(finished_run):
     count, dim = map(int, header.split())
     encoder = zoo.load_encoder(config.model_dir)
     vocabulary = zoo.text.vectorizer(encoder).get_vocabulary()
-    assert count == len(rows) == len(vocabulary) - 2 and dim == encoder.output_shape[-1]
+    pairs = [f"{vocabulary[a]}_{vocabulary[b]}" for a, b in zoo.text.word_pairs(encoder).id_pairs().tolist() if a >= 0]
+    assert pairs  # the smoke corpus repeats some pairs of words
+    assert count == len(rows) == len(vocabulary) - 2 + len(pairs) and dim == encoder.output_shape[-1]
     words = [r.split(" ")[0] for r in rows]
-    assert words == vocabulary[2:]  # padding and the unknown word left out, in the vocabulary's order
+    # Padding and the unknown word left out, the words in the vocabulary's order, then the word pairs.
+    assert words == vocabulary[2:] + pairs
     first = np.array(rows[0].split(" ")[1:], np.float32)
     vectors = np.asarray(encoder.get_layer("word_vectors").embeddings)
     np.testing.assert_allclose(first, vectors[2], rtol=1e-4, atol=1e-6)
@@ -47,6 +50,60 @@ def test_sif_pooling_weighs_each_word_by_its_smooth_inverse_frequency():
     expected = (weights[:, None] * vectors[0, :3]).sum(0) / weights.sum()
     np.testing.assert_allclose(pooling(vectors, ids)[0], expected, rtol=1e-5)
     assert np.asarray(pooling.word_weights)[[0, 1]].tolist() == [1.0, 1.0]  # never read: ids 0 and 1 are left out
+
+
+PAIR_TEXTS = ["not bad at all", "not good", "a good film", "not bad", "a bad film", "good film"] * 3 + ["bad good"]
+
+
+def pair_model(**changes):
+    model = zoo.build_model("word2vec_tiny", **{"pairs": 4, "subsample": 0.0, **changes})
+    model.adapt(np.array(PAIR_TEXTS, dtype=object))
+    return model
+
+
+def test_word_pairs_keep_the_most_frequent_pairs_and_read_them_after_the_words():
+    # "not bad" and "good film" occur 6 times, six other pairs 3 times, "bad good" once.
+    assert sorted(zoo.text.token_names(pair_model(pairs=2).get_layer("encoder"))[200:]) == ["good_film", "not_bad"]
+    model = pair_model(pairs=10)
+    encoder = model.get_layer("encoder")
+    names = zoo.text.token_names(encoder)
+    expected = ["a_bad", "a_good", "at_all", "bad_at", "bad_film", "good_film", "not_bad", "not_good"]
+    assert names[200:202] == ["", ""] and sorted(names[202:]) == expected  # a pair seen once is not kept
+    ids = np.asarray(zoo.text.token_ids(encoder, np.array(["not bad unseenword film", "good film"], dtype=object)))
+    tokens = np.asarray(encoder.get_layer("pairs")(ids))
+    assert tokens.shape == (2, 2 * 16 - 1)
+    np.testing.assert_array_equal(tokens[:, :16], ids)  # the words first, as they were
+    assert names[tokens[0, 16]] == "not_bad" and names[tokens[1, 16]] == "good_film"
+    assert tokens[0, 17] == tokens[0, 18] == 0  # a pair with an unknown word reads as padding
+    assert (tokens[:, 19:] == 0).all()  # as do pairs of padding
+    counts = np.asarray(model.counts)
+    assert counts[tokens[0, 16]] == 6 and counts.shape == (200 + 10,) and counts[200:202].tolist() == [0, 0]
+    # The pair weights follow their counts as the word weights do, over the number of words.
+    weights = np.asarray(encoder.get_layer("mean").word_weights)
+    words = counts[:200].sum()
+    np.testing.assert_allclose(weights[tokens[0, 16]], 1e-3 / (1e-3 + 6 / words), rtol=1e-5)
+
+
+def test_word_pair_vectors_are_pretrained_and_travel_with_the_tokenisation(tmp_path):
+    model = pair_model(pairs=8)
+    encoder = model.get_layer("encoder")
+    before = np.asarray(encoder.get_layer("word_vectors").embeddings).copy()
+    model.compile(optimizer=keras.optimizers.Adam(0.05))
+    model.fit(zoo.text.texts_dataset(PAIR_TEXTS, 8), epochs=2, verbose=0)
+    after = np.asarray(encoder.get_layer("word_vectors").embeddings)
+    assert not np.allclose(before[200:], after[200:])  # the pairs' own vectors learnt
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras").get_layer("encoder")
+    texts = np.array(["not bad at all", "a good film"], dtype=object)
+    np.testing.assert_allclose(reloaded(texts), encoder(texts), rtol=1e-6)
+    # A scratch or student encoder with a vocabulary of its own size reads the same pairs, weighed alike.
+    tokens = zoo.text.tokenisation(encoder)
+    fresh = zoo.build_model("word2vec_tiny", vocab_size=len(tokens["vocabulary"]), pairs=8).get_layer("encoder")
+    zoo.text.set_tokenisation(fresh, tokens)
+    names = zoo.text.token_names(fresh)
+    read = np.asarray(fresh.get_layer("pairs")(zoo.text.token_ids(fresh, texts)))[:, 16]
+    assert [names[i] for i in read] == ["not_bad", "a_good"]
+    np.testing.assert_array_equal(zoo.text.tokenisation(fresh)["pair_weights"], tokens["pair_weights"])
 
 
 @on_run_of("masked_lm")
@@ -104,6 +161,7 @@ def test_a_text_encoder_on_images_is_one_line(finished_run, tfds_dir, tmp_path):
         ("word2vec", dict(vocab_size=2), "--vocab_size=2: must be 3 or more"),
         ("word2vec", dict(pooling="max"), "--pooling=max: must be one of sif, mean"),
         ("word2vec", dict(sif_smoothing=1.0), r"--sif_smoothing=1.0: must be in \(0, 1\)"),
+        ("word2vec", dict(pairs=-1), "--pairs=-1: must be 0 or more"),
         ("masked_lm", dict(sequence_length=5000), "--sequence_length=5000: must be at most 4096"),
         ("masked_lm", dict(hidden_dim=6, num_heads=4), "--hidden_dim=6: must be a multiple of --num_heads=4"),
         ("word2vec", dict(unlabelled_split="unsup"), "--unlabelled_split=unsup: not a split of text_folder"),

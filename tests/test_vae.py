@@ -97,6 +97,7 @@ def test_mixed_precision_scales_the_loss_and_matches_float32(no_noise):
     def build():
         return zoo.build_model("dense_vae_tiny", image_shape=SHAPE, latent_dim=3)
 
+    keras.utils.set_random_seed(0)  # the same start whatever ran before in this process
     weights = build().get_weights()
     sgd = lambda: keras.optimizers.SGD(1e-2)  # noqa: E731
     scaled = lambda: keras.optimizers.LossScaleOptimizer(sgd(), initial_scale=2.0**8)  # noqa: E731
@@ -109,7 +110,10 @@ def test_mixed_precision_scales_the_loss_and_matches_float32(no_noise):
         assert isinstance(recipe_model.optimizer, keras.optimizers.LossScaleOptimizer)
     assert np.isfinite(history["loss"][0])
     for a, b in zip(mixed, full):  # a loss scaled but not unscaled (or never scaled) is off by 256x
-        np.testing.assert_allclose(a, b, rtol=0.05, atol=0.02 * np.abs(b).max() + 1e-7)
+        # float16 rounding moves a small gradient element (a difference of larger terms) by a few
+        # percent of the largest one: 20 seeded initialisations stayed within 2%, one unseeded start
+        # in a full test run had one element of 1,024 off by 2.4%.
+        np.testing.assert_allclose(a, b, rtol=0.05, atol=0.05 * np.abs(b).max() + 1e-7)
 
 
 def test_posterior_mean_stays_shared_after_a_keras_round_trip(tmp_path):

@@ -110,14 +110,15 @@ class WeightedMean(layers.Layer):
             shape=(self.vocab_size,), initializer="ones", trainable=False, name="word_weights"
         )
 
-    def set_counts(self, counts):
+    def set_counts(self, counts, total=None):
         """Set each word's weight from `counts` (occurrences per id in the pretraining texts;
-        padding and the unknown word are not counted)."""
+        padding and the unknown word are not counted); p(w) is a count over `total` (default: the
+        sum of `counts`; with word pairs among the ids, the number of words)."""
         given = np.asarray(counts, np.float64)[: self.vocab_size]
         counts = np.zeros(self.vocab_size)
         counts[: len(given)] = given
         counts[[PAD, OOV]] = 0
-        frequency = counts / max(counts.sum(), 1.0)
+        frequency = counts / max(counts.sum() if total is None else float(total), 1.0)
         self.word_weights.assign((self.smoothing / (self.smoothing + frequency)).astype("float32"))
 
     def call(self, vectors, ids):
@@ -131,27 +132,132 @@ class WeightedMean(layers.Layer):
         return {**super().get_config(), "vocab_size": self.vocab_size, "smoothing": self.smoothing}
 
 
+@keras.saving.register_keras_serializable(package="zoo")
+class WordPairs(layers.Layer):
+    """Word ids (batch, length) -> the same ids followed by the ids of their adjacent word pairs,
+    (batch, 2 * length - 1): one bag of words and word pairs, read by one Embedding of
+    `vocab_size + pairs` rows (the bigrams of fastText, Joulin et al. 2017; word2vec's phrases). A
+    pair of the layer's pair vocabulary (the `pairs` most frequent pairs of the pretraining texts,
+    set by `set_pairs`) reads as `vocab_size` + its place in it; any other pair, and a pair holding
+    padding or an unknown word, reads as padding (0). The vocabulary is a non-trainable int64 weight
+    (each pair as first id * vocab_size + second id, sorted; -1 an empty place, empty places first), so
+    it is saved with the model and serves inside a SavedModel."""
+
+    def __init__(self, vocab_size, pairs, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size, self.pairs = int(vocab_size), int(pairs)
+        self.keys = self.add_weight(
+            shape=(self.pairs,),
+            dtype="int64",
+            initializer=keras.initializers.Constant(-1),
+            trainable=False,
+            name="pair_keys",
+        )
+
+    def set_pairs(self, pairs):
+        """Set the pair vocabulary: `pairs`, an (n, 2) array of (first, second) word ids, n at most
+        the layer's `pairs` (rows with a negative id are left out)."""
+        pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+        pairs = pairs[(pairs >= 0).all(axis=1)]
+        keys = np.unique(pairs[:, 0] * self.vocab_size + pairs[:, 1])
+        if len(keys) > self.pairs:
+            raise ValueError(f"{len(keys)} word pairs given, the layer holds {self.pairs}")
+        self.keys.assign(np.concatenate([np.full(self.pairs - len(keys), -1, np.int64), keys]))
+
+    def id_pairs(self):
+        """The pair vocabulary as a (pairs, 2) array of (first, second) word ids, in place order;
+        (-1, -1) for an empty place. Sorted as the places are, whatever the vocabulary size."""
+        keys = np.asarray(self.keys, np.int64)
+        return np.where(keys[:, None] >= 0, np.stack([keys // self.vocab_size, keys % self.vocab_size], 1), -1)
+
+    def pair_names(self, vocabulary):
+        """The name of each place of the pair vocabulary, "first_second" ("" for an empty place)."""
+        return [f"{vocabulary[a]}_{vocabulary[b]}" if a >= 0 else "" for a, b in self.id_pairs().tolist()]
+
+    def call(self, ids):
+        ids = ops.cast(ids, "int64")
+        first, second = ids[:, :-1], ids[:, 1:]
+        keys = first * self.vocab_size + second
+        flat = ops.reshape(keys, (-1,))
+        place = ops.minimum(ops.searchsorted(self.keys, flat, side="left"), self.pairs - 1)
+        found = ops.logical_and(
+            ops.equal(ops.take(self.keys, place), flat),
+            ops.reshape(ops.greater(first, OOV) & ops.greater(second, OOV), (-1,)),
+        )
+        pair_ids = ops.reshape(ops.where(found, ops.cast(place, "int64") + self.vocab_size, 0), ops.shape(keys))
+        return ops.concatenate([ids, pair_ids], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        length = input_shape[1]
+        return (input_shape[0], None if length is None else 2 * length - 1)
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size, "pairs": self.pairs}
+
+
+def word_pairs(encoder):
+    """The `WordPairs` layer of a text encoder, or None."""
+    found = [l for l in encoder.layers if isinstance(l, WordPairs)]
+    return found[0] if found else None
+
+
+def token_names(encoder):
+    """The name of each row of a text encoder's word vectors: its vocabulary, then (with word pairs)
+    each pair as "first_second"; "" for a row no token reads."""
+    vocabulary = vectorizer(encoder).get_vocabulary()
+    pairs = word_pairs(encoder)
+    if pairs is None:
+        return vocabulary
+    return vocabulary + [""] * (pairs.vocab_size - len(vocabulary)) + pairs.pair_names(vocabulary)
+
+
+def pair_keys(ids, vocab_size):
+    """The keys (first * vocab_size + second) of the adjacent pairs of known words in `ids`
+    (n, length), as a 1-D int64 array: what `WordPairs` looks up."""
+    ids = np.asarray(ids, np.int64)
+    first, second = ids[:, :-1], ids[:, 1:]
+    keep = (first > OOV) & (second > OOV)
+    return first[keep] * int(vocab_size) + second[keep]
+
+
 def tokenisation(encoder):
-    """What a text encoder's pretraining fitted on unlabelled texts, labels never read: its vocabulary
-    and, where it pools with `WeightedMean`, its word weights. An encoder trained from scratch beside
+    """What a text encoder's pretraining fitted on unlabelled texts, labels never read: its vocabulary,
+    its word pairs where it has them (`WordPairs`) and, where it pools with `WeightedMean`, its word
+    weights. An encoder trained from scratch beside
     it shares them (`set_tokenisation`), so the two differ by their trained weights alone."""
     found = {"vocabulary": vectorizer(encoder).get_vocabulary()}
+    pairs = word_pairs(encoder)
+    if pairs is not None:
+        found["word_pairs"] = pairs.id_pairs()
     pooling = [l for l in encoder.layers if isinstance(l, WeightedMean)]
     if pooling:
-        found["word_weights"] = np.asarray(pooling[0].word_weights, np.float32)
+        weights = np.asarray(pooling[0].word_weights, np.float32)
+        found["word_weights"] = weights[: len(found["vocabulary"])]
+        if pairs is not None:
+            found["pair_weights"] = weights[pairs.vocab_size :]
     return found
 
 
 def set_tokenisation(encoder, found):
-    """Give `encoder` the vocabulary (and the word weights, where both pool with `WeightedMean`) of
-    `tokenisation(...)`; an encoder whose source has no word weights keeps a plain mean."""
+    """Give `encoder` the vocabulary, the word pairs (where it has room for them) and the word weights
+    (where both pool with `WeightedMean`) of `tokenisation(...)`; an encoder whose source has no word
+    weights keeps a plain mean, one whose source has no word pairs reads none."""
     vectorizer(encoder).set_vocabulary(found["vocabulary"])
+    pairs, found_pairs = word_pairs(encoder), found.get("word_pairs")
+    if pairs is not None and found_pairs is not None:
+        pairs.set_pairs(found_pairs)
     weights = found.get("word_weights")
     for layer in encoder.layers:
         if isinstance(layer, WeightedMean) and weights is not None:
             kept = np.ones(layer.vocab_size, np.float32)  # ids past the vocabulary never occur
             n = min(len(weights), layer.vocab_size)
             kept[:n] = weights[:n]
+            pair_weights = found.get("pair_weights")
+            if pairs is not None and found_pairs is not None and pair_weights is not None:
+                # The pairs fill the last places of both (empty places come first).
+                n = int((np.asarray(found_pairs) >= 0).all(axis=1).sum())
+                end = pairs.vocab_size + pairs.pairs
+                kept[end - n : end] = pair_weights[len(pair_weights) - n :]
             layer.word_weights.assign(kept)
 
 

@@ -39,20 +39,18 @@ flags.DEFINE_list(
 flags.DEFINE_list("factors", [], "Also score the default pooling and head rate with these fine-tuning factors.")
 FLAGS = flags.FLAGS
 POOL, VALIDATION = "train[:40%]+train[50%:90%]", "train[40%:50%]+train[90%:]"
-# (pooling, --probe_learning_rate, --finetune_lr_factor): the image recipes' defaults first.
+# (pooling, --probe_learning_rate, --finetune_lr_factor): the image recipes' defaults first, the
+# word2vec recipe's last.
 VARIANTS = [("mean", 3e-3, 0.1), ("sif", 3e-3, 0.1), ("mean", 3e-3, 0.3), ("sif", 3e-3, 0.3), ("sif", 1e-2, 0.3)]
 
 
 def encoder_with(pooling, sequence_length=None):
     encoder = zoo.load_encoder(FLAGS.run_dir, trainable=False)
     if sequence_length:  # the same vocabulary, word vectors and weights, more (or fewer) tokens read
-        vectors, pairs = encoder.get_layer("word_vectors").embeddings, zoo.text.word_pairs(encoder)
-        sizes = {"vocab_size": pairs.vocab_size, "pairs": pairs.pairs} if pairs else {"vocab_size": vectors.shape[0]}
-        longer = zoo.build_model(
-            "word2vec", embedding_dim=vectors.shape[1], sequence_length=sequence_length, **sizes
-        ).get_layer("encoder")
-        zoo.text.set_tokenisation(longer, zoo.text.tokenisation(encoder))
-        longer.get_layer("word_vectors").embeddings.assign(vectors)
+        manifest = zoo.read_manifest(FLAGS.run_dir)
+        config = {**manifest["model_config"], "sequence_length": sequence_length}
+        longer = flow.fresh_encoder(manifest["model"], config, flow.tokenisation(encoder))
+        longer.get_layer("word_vectors").embeddings.assign(encoder.get_layer("word_vectors").embeddings)
         longer.trainable = False
         encoder = longer
     weights = encoder.get_layer("mean").word_weights
@@ -88,11 +86,12 @@ def main(argv):
     with flow.precision(policy):
         downstream = Downstream(base, data, strategy)
         reference = {key: downstream.tfidf_reference(x, y, key[1]) for key, (x, y) in draws.items()}
+        pooling, probe, factor = VARIANTS[-1]  # the defaults
         variants = [(*v, None) for v in (VARIANTS if FLAGS.grid else VARIANTS[-1:])]
-        variants += [("sif", 1e-2, 0.3, int(n)) for n in FLAGS.sequence_lengths]
-        variants += [("sif", 1e-2, float(f), None) for f in FLAGS.factors]
+        variants += [(pooling, probe, factor, int(n)) for n in FLAGS.sequence_lengths]
+        variants += [(pooling, probe, float(f), None) for f in FLAGS.factors]
         if zoo.text.word_pairs(zoo.load_encoder(FLAGS.run_dir)) is not None:
-            variants.append(("sif, words alone", 1e-2, 0.3, None))  # what the word pairs add
+            variants.append(("sif, words alone", probe, factor, None))  # what the word pairs add
         for pooling, probe, factor, length in variants:
             start = time.time()
             config = base.replace(probe_learning_rate=probe, finetune_lr_factor=factor)

@@ -12,7 +12,7 @@ same draws with the same head, steps and augmentation. Any recipe flag can be
 given to try a variant; the table is printed as Markdown.
 """
 
-from protocol import benchmark_main, interleaved_rates, recipe_model
+from protocol import benchmark_main, interleaved_rates, plain_keras_model, recipe_model
 from recipes import autoencoder, flow
 
 SHOWN = ("latent_dim", "filters", "hidden_sizes", "dropout", "masking_noise", "epochs", "head_norm", "augment")
@@ -26,7 +26,7 @@ def throughput(config):
     data = run.source
     images, _ = data.train_arrays()
     targets = images.astype("float32") / 255.0
-    ours, plain = recipe_model(recipe, run), recipe_model(recipe, run)
+    ours, plain = recipe_model(recipe, run), plain_keras_model(recipe, run)
     pipeline = data.pretrain_dataset(recipe.pretrain_example(run), config.batch_size, config.seed)
     rate = interleaved_rates(
         {

@@ -18,7 +18,7 @@ from absl import app, flags
 
 from protocol import SPLITS, interleaved_rates, protocol_dataset, quiet_logging, recipe_model
 from recipes import autoencoder, cnn_classifier, flow
-from recipes.data import AUTOTUNE, Data, _input_and_label, shard_by_data
+from recipes.data import AUTOTUNE, Data, _input_and_label, finish_pipeline
 
 flags.DEFINE_string("manual_dir", "", "Folder of the MNIST-10k IDX files (offline); empty: TFDS mnist.")
 flags.DEFINE_list("recipes", ["cnn_classifier", "autoencoder"], "Which recipes' pipelines to time.")
@@ -36,7 +36,7 @@ def per_example_pipeline(data, transform, batch_size, seed):
     ds = data._relabel(ds.map(_input_and_label(data.feature), num_parallel_calls=AUTOTUNE)).cache()
     ds = ds.shuffle(min(data.num_pretrain, 20_000), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(transform, num_parallel_calls=AUTOTUNE)
-    return shard_by_data(ds.batch(batch_size).prefetch(AUTOTUNE))
+    return finish_pipeline(ds.batch(batch_size).prefetch(AUTOTUNE))
 
 
 def pipeline_rate(pipeline, images):

@@ -9,9 +9,11 @@ pipeline; one epoch per precision in turns, `--repeats` times; the median images
 (compiling) epoch. The first lines are the machine's matmul peaks (4096x4096, best of 5) in each
 precision, and whether `--precision=auto` would pick bfloat16 here.
 
-The first column is each family's plain-Keras float32 reference: the same model, built and compiled
-the same way in float32, `fit` on NumPy arrays of the same examples (one pass of the recipe's
-example function), at the recipe's batch size; it runs in the same turns. The last column is the
+The first column is each family's plain-Keras float32 reference: the same model and weights, built
+and compiled the same way in float32, its BatchNorm layers computed by Keras's own code (not the
+zoo's fused kernel, `zoo.blocks.fuse_batchnorm`), `fit` on NumPy arrays of the same examples (one
+pass of the recipe's example function; Keras feeds them through its own autotuned tf.data
+pipeline), at the recipe's batch size; it runs in the same turns. The last column is the
 recipe's last precision against it.
 """
 
@@ -22,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from protocol import SPLITS, interleaved_rates, protocol_dataset, quiet_logging, recipe_model
+from protocol import SPLITS, interleaved_rates, plain_keras_model, protocol_dataset, quiet_logging, recipe_model
 from recipes import autoencoder, cnn_classifier, dcgan, flow, simclr, vae
 
 FAMILIES = {"autoencoder": autoencoder, "cnn_classifier": cnn_classifier, "vae": vae, "dcgan": dcgan, "simclr": simclr}
@@ -60,7 +62,7 @@ def family_rates(module):
     if FLAGS.plain_keras:
         run = flow.prepare(recipe, base.replace(precision="float32"))
         with flow.precision("float32"):
-            model = recipe_model(recipe, run)
+            model = plain_keras_model(recipe, run)
             source = run.source
             examples = source.pretrain_dataset(recipe.pretrain_example(run), source.num_pretrain, base.seed)
             arrays = next(iter(examples))

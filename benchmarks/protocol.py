@@ -103,6 +103,12 @@ def recipe_model(recipe, run):
     return seeded_build(build, run.config.seed)
 
 
+def plain_keras_model(recipe, run):
+    """`recipe_model` with its BatchNorm layers computed by Keras's own code (not
+    `zoo.blocks.fuse_batchnorm`'s): the plain-Keras reference of the same architecture and weights."""
+    return zoo.blocks.fuse_batchnorm(recipe_model(recipe, run), fused=False)
+
+
 def shown_values(config, fields):
     """`name=value` for each field; a field not given shows the model's own value, from the manifest."""
     manifest = json.loads((Path(config.model_dir) / "manifest.json").read_text())

@@ -92,7 +92,8 @@ def throughput(config):
     floats = images.astype("float32") / 255.0
 
     def build_plain():
-        parts = zoo.build_model(config.model, **run.model_config)  # the same layers, keras-io's training step
+        # the same layers (Keras computing their BatchNorm), keras-io's training step
+        parts = zoo.blocks.fuse_batchnorm(zoo.build_model(config.model, **run.model_config), fused=False)
         model = KerasIoSimCLR(parts.augmenter, parts.encoder, parts.projector, run.model_config["temperature"])
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
         return model

@@ -159,12 +159,21 @@ def augment_uint8(aug):
     return apply
 
 
-def shard_by_data(ds):
-    """`ds`, split between the workers of a multi-worker strategy by element, not by file: every
-    worker reads the whole pipeline and keeps its share of each global batch (a split of a TFDS
-    dataset often is one file, fewer than the workers). One process is unaffected."""
+def finish_pipeline(ds):
+    """`ds` with the options every pipeline of the flow shares.
+
+    - Split between the workers of a multi-worker strategy by element, not by file: every worker
+      reads the whole pipeline and keeps its share of each global batch (a split of a TFDS dataset
+      often is one file, fewer than the workers). One process is unaffected.
+    - tf.data's autotuning off. Keras makes a new iterator every epoch (and every `fit`), and with
+      autotuning on, deleting an iterator can wait for its tuning thread's next wake-up, up to
+      10.24 s later: epochs of 5-10 s took 10.2 s, and the autoencoder's pretraining ran 1.3x slower
+      (benchmarks/README.md, "Epoch ends"). Without it, AUTOTUNE parallelism is the number of cores
+      and prefetch buffers size themselves, which is all these cached, in-memory pipelines need.
+    """
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.autotune.enabled = False
     return ds.with_options(options)
 
 
@@ -175,7 +184,7 @@ def labelled_dataset(images, labels, batch_size, seed, augment=False):
     ds = ds.batch(min(batch_size, len(images)), drop_remainder=True)
     if augment:
         ds = ds.map(augment_uint8(augmenter(seed)), num_parallel_calls=AUTOTUNE)
-    return shard_by_data(ds.prefetch(AUTOTUNE))
+    return finish_pipeline(ds.prefetch(AUTOTUNE))
 
 
 @dataclasses.dataclass
@@ -300,7 +309,7 @@ class Data:
             ds = ds.cache()
         ds = ds.shuffle(min(self.num_pretrain, 20_000), seed=seed, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(transform, num_parallel_calls=AUTOTUNE)
-        return shard_by_data(ds.prefetch(AUTOTUNE))
+        return finish_pipeline(ds.prefetch(AUTOTUNE))
 
     def pretrain_inputs(self, batch_size=1024):
         """The inputs pretraining reads, in the splits' order, batched, without labels (what a text
@@ -328,7 +337,7 @@ class Data:
 
     def eval_dataset(self, transform, batch_size):
         ds = tf.data.Dataset.from_tensor_slices((self.eval_inputs, self.eval_labels))
-        return shard_by_data(ds.map(transform, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE))
+        return finish_pipeline(ds.map(transform, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE))
 
     def labelled_subsets(self, budgets, seeds):
         """{(n, seed): (inputs, labels)}: class-balanced draws from the train split, one pass to read."""

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from recipes.config import RecipeConfig
@@ -96,3 +97,19 @@ def test_augmentation_changes_images_but_not_labels():
     assert x.dtype == "uint8" and x.shape == images.shape
     assert sorted(y.numpy().tolist()) == labels.tolist()
     assert not np.array_equal(x.numpy(), images)
+
+
+def test_every_pipeline_shards_by_data_without_autotuning(tfds_dir):
+    """Autotuning makes deleting an iterator wait for its tuning thread (every epoch end); sharding by
+    file would leave a worker without data on a one-file split."""
+    data = load_data(RecipeConfig(data_dir=tfds_dir))
+    images, labels = data.eval_inputs[:32], data.eval_labels[:32]
+    pipelines = {
+        "pretrain": data.pretrain_dataset(lambda i, l: (i, l), 16, seed=0),
+        "eval": data.eval_dataset(lambda i, l: (i, l), 16),
+        "labelled": labelled_dataset(images, labels, 8, seed=0),
+    }
+    for name, ds in pipelines.items():
+        options = ds.options()
+        assert options.autotune.enabled is False, name
+        assert options.experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA, name

@@ -192,3 +192,67 @@ def test_unknown_model_lists_the_valid_ones():
 def test_unknown_hyperparameter_is_named():
     with pytest.raises(zoo.ZooError, match="no hyperparameter 'latnt_dim'.*latent_dim"):
         zoo.build_model("dense_autoencoder", latnt_dim=3)
+
+
+def op_types(layer, x):
+    graph = tf.function(lambda x: layer(x, training=True)).get_concrete_function(x).graph
+    return {op.type for op in graph.get_operations()}
+
+
+@pytest.mark.parametrize(
+    "shape, options", [((16, 6, 6, 8), {}), ((32, 5), {}), ((32, 5), {"center": False, "scale": False})]
+)
+def test_fused_batchnorm_computes_what_keras_batchnorm_computes(shape, options):
+    """A BatchNormalization layer under zoo.blocks.fuse_batchnorm (TensorFlow's fused kernel) against
+    Keras's own: outputs, gradients and moving statistics in training, outputs in inference."""
+    x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, shape), tf.float32)
+    results = []
+    for fused in (False, True):
+        layer = keras.layers.BatchNormalization(momentum=0.9, **options)
+        layer.build(shape)
+        if fused:
+            zoo.blocks.fuse_batchnorm(keras.Sequential([layer]))
+        assert fused == ("FusedBatchNormV3" in op_types(layer, x))
+        if layer.scale:
+            layer.gamma.assign(np.linspace(0.5, 1.5, shape[-1]))
+            layer.beta.assign(np.linspace(-1.0, 1.0, shape[-1]))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y**3)
+        gradients = tape.gradient(loss, [x, *layer.trainable_weights])
+        results.append([y, *gradients, layer.moving_mean, layer.moving_variance, layer(x, training=False)])
+    keras_results, fused_results = results
+    assert len(fused_results) == (7 if options == {} else 5)
+    for want, got in zip(keras_results, fused_results):
+        want, got = np.asarray(want), np.asarray(got)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_fused_batchnorm_reads_low_precision_inputs(dtype):
+    layer = keras.layers.BatchNormalization(dtype=keras.DTypePolicy(f"mixed_{dtype}"))
+    zoo.blocks.fuse_batchnorm(keras.Sequential([layer]))
+    x = tf.cast(tf.random.stateless_normal((8, 4, 4, 3), seed=(1, 2)) * 5.0 + 3.0, dtype)
+    assert "FusedBatchNormV3" in op_types(layer, x)
+    y = layer(x, training=True)
+    assert y.dtype == dtype and layer.moving_mean.dtype == "float32"
+    np.testing.assert_allclose(np.asarray(tf.reduce_mean(tf.cast(y, tf.float32), axis=(0, 1, 2))), 0.0, atol=0.05)
+    np.testing.assert_allclose(
+        layer.moving_mean.numpy(), 0.01 * tf.reduce_mean(tf.cast(x, tf.float32), (0, 1, 2)), rtol=0.02
+    )
+
+
+@pytest.mark.parametrize("name", ["conv_autoencoder_tiny", "conv_vae_tiny", "dcgan_tiny", "simclr_tiny"])
+def test_build_model_fuses_every_batchnorm(name):
+    model = build(name)
+    norms = [layer for layer in zoo_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all("call" in vars(layer) for layer in norms)
+    zoo.blocks.fuse_batchnorm(model, fused=False)
+    assert not any("call" in vars(layer) for layer in norms)
+
+
+def zoo_layers(model):
+    for layer in model.layers:
+        yield layer
+        yield from zoo_layers(layer) if hasattr(layer, "layers") else ()

@@ -1,9 +1,11 @@
 """Building blocks shared by the families: every layer gets a name."""
 
+import functools
 import math
 
 import keras
-from keras import layers
+import tensorflow as tf
+from keras import layers, ops
 
 
 def image_input(image_shape, name="image"):
@@ -15,6 +17,73 @@ def image_input(image_shape, name="image"):
     inputs = keras.Input(shape=tuple(image_shape), dtype="uint8", name=name)
     scaled = layers.Rescaling(1.0 / 255, name=f"{name}_scale")(inputs)
     return inputs, scaled
+
+
+def _fusable(layer, inputs, mask):
+    rank = len(inputs.shape)
+    return (
+        mask is None
+        and not layer.synchronized
+        and not layer.renorm
+        and rank in (2, 4)
+        and layer.axis in (-1, rank - 1)
+        and inputs.dtype in (tf.float32, tf.bfloat16, tf.float16)
+    )
+
+
+def _fused_batchnorm_call(layer, inputs, training=None, mask=None):
+    """`keras.layers.BatchNormalization.call`, computed by TensorFlow's fused kernel."""
+    if not _fusable(layer, inputs, mask):
+        return type(layer).call(layer, inputs, training=training, mask=mask)
+    channels = inputs.shape[-1]
+    x = tf.reshape(inputs, (-1, 1, 1, channels)) if len(inputs.shape) == 2 else inputs
+    scale = ops.cast(layer.gamma, "float32") if layer.scale else tf.ones((channels,), "float32")
+    offset = ops.cast(layer.beta, "float32") if layer.center else tf.zeros((channels,), "float32")
+    if training and layer.trainable:
+        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, scale, offset, epsilon=layer.epsilon, is_training=True)
+        n = tf.cast(
+            tf.size(x) // channels, "float32"
+        )  # the kernel returns the unbiased variance; Keras keeps the biased
+        variance = tf.where(n > 1.0, variance * (n - 1.0) / tf.maximum(n, 1.0), tf.zeros_like(variance))
+        for moving, batch in ((layer.moving_mean, mean), (layer.moving_variance, variance)):
+            moving.assign(ops.cast(moving, "float32") * layer.momentum + batch * (1.0 - layer.momentum))
+    else:
+        y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            x,
+            scale,
+            offset,
+            mean=ops.cast(layer.moving_mean, "float32"),
+            variance=ops.cast(layer.moving_variance, "float32"),
+            epsilon=layer.epsilon,
+            is_training=False,
+        )
+    if len(inputs.shape) == 2:
+        y = tf.reshape(y, tf.shape(inputs))
+    return ops.cast(y, layer.compute_dtype)
+
+
+def fuse_batchnorm(model, fused=True):
+    """Compute every `keras.layers.BatchNormalization` of `model` with TensorFlow's fused kernel
+    (`fused=False`: with Keras's own code again). Returns `model`.
+
+    Keras 3 computes batch normalisation from separate ops (moments, then normalise, each with its
+    own gradient) and casts bfloat16 inputs to float32 around them; the fused kernel is one op
+    forward and one backward, and reads bfloat16 directly (statistics in float32). Same weights,
+    same arithmetic (the moving variance follows the biased batch variance, as Keras's does): only
+    the layers' `call` changes, so saved `.keras` files hold plain Keras layers. Where the kernel
+    does not apply (a mask, `synchronized`, `renorm`, an axis other than the last, a rank other
+    than 2 or 4, float64), Keras's own code runs. `zoo.build_model` applies it to every model.
+    """
+    stack = [model]
+    while stack:
+        layer = stack.pop()
+        stack.extend(getattr(layer, "layers", ()))
+        if isinstance(layer, layers.BatchNormalization):
+            if fused:
+                layer.call = functools.partial(_fused_batchnorm_call, layer)
+            else:
+                layer.__dict__.pop("call", None)
+    return model
 
 
 def apply_conv_block(x, filters, *, strides=1, batch_norm=True, name):

@@ -22,6 +22,7 @@ from typing import Any
 
 import keras
 
+from zoo.blocks import fuse_batchnorm
 from zoo.errors import ZooError
 
 
@@ -109,4 +110,4 @@ def build_model(name: str, **kwargs) -> keras.Model:
       A functional `keras.Model` whose layer "encoder" is the feature extractor.
     """
     entry = get_entry(name)
-    return entry.builder(**entry.config(**kwargs))
+    return fuse_batchnorm(entry.builder(**entry.config(**kwargs)))

@@ -168,7 +168,7 @@ def finish_pipeline(ds):
     - tf.data's autotuning off. Keras makes a new iterator every epoch (and every `fit`), and with
       autotuning on, deleting an iterator can wait for its tuning thread's next wake-up, up to
       10.24 s later: epochs of 5-10 s took 10.2 s, and the autoencoder's pretraining ran 1.3x slower
-      (benchmarks/README.md, "Epoch ends"). Without it, AUTOTUNE parallelism is the number of cores
+      (benchmarks/README.md, "Epoch ends and BatchNorm"). Without it, AUTOTUNE parallelism is the number of cores
       and prefetch buffers size themselves, which is all these cached, in-memory pipelines need.
     """
     options = tf.data.Options()

@@ -14,6 +14,7 @@ import tensorflow as tf
 from conftest import REPO, build, example_inputs
 
 import zoo
+from recipes.downstream import walk_layers
 
 ALL_MODELS = zoo.list_models(include_tiny=True)
 IMAGE_MODELS = [n for n in ALL_MODELS if zoo.get_entry(n).inputs == "images"]
@@ -246,13 +247,7 @@ def test_fused_batchnorm_reads_low_precision_inputs(dtype):
 @pytest.mark.parametrize("name", ["conv_autoencoder_tiny", "conv_vae_tiny", "dcgan_tiny", "simclr_tiny"])
 def test_build_model_fuses_every_batchnorm(name):
     model = build(name)
-    norms = [layer for layer in zoo_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    norms = [layer for layer in walk_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
     assert norms and all("call" in vars(layer) for layer in norms)
     zoo.blocks.fuse_batchnorm(model, fused=False)
     assert not any("call" in vars(layer) for layer in norms)
-
-
-def zoo_layers(model):
-    for layer in model.layers:
-        yield layer
-        yield from zoo_layers(layer) if hasattr(layer, "layers") else ()

@@ -41,9 +41,8 @@ def _fused_batchnorm_call(layer, inputs, training=None, mask=None):
     offset = ops.cast(layer.beta, "float32") if layer.center else tf.zeros((channels,), "float32")
     if training and layer.trainable:
         y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, scale, offset, epsilon=layer.epsilon, is_training=True)
-        n = tf.cast(
-            tf.size(x) // channels, "float32"
-        )  # the kernel returns the unbiased variance; Keras keeps the biased
+        # the kernel returns the unbiased batch variance; Keras's moving variance follows the biased one
+        n = tf.cast(tf.size(x) // channels, "float32")
         variance = tf.where(n > 1.0, variance * (n - 1.0) / tf.maximum(n, 1.0), tf.zeros_like(variance))
         for moving, batch in ((layer.moving_mean, mean), (layer.moving_variance, variance)):
             moving.assign(ops.cast(moving, "float32") * layer.momentum + batch * (1.0 - layer.momentum))

@@ -5,8 +5,8 @@
 The transfer table trains many small classifiers for a few hundred steps of batch 32, where Python
 overhead per step could matter. For each value, in turns and two rounds: a linear head on a frozen
 (random) `conv_autoencoder` encoder, 300 steps, and the reference CNN (`cnn_classifier_bn`) from
-scratch, 600 steps, as `Downstream` trains them, on N = 100 draws of the pool, seeds 0-2; median
-seconds per classifier. The precision is `auto`'s.
+scratch, 600 steps, each compiled anew (the table compiles one twin per column: transfer_cells.py),
+on N = 100 draws of the pool, seeds 0-2; median seconds per classifier. The precision is `auto`'s.
 """
 
 import time
@@ -53,12 +53,18 @@ def main(argv):
     def frozen_head(downstream, images, labels, seed):
         encoder = zoo.build_model("conv_autoencoder", **shape).get_layer("encoder")
         encoder.trainable = False
-        model = downstream._classifier(encoder, config.probe_learning_rate, config.transfer_steps)
-        downstream._train(model, images, labels, config.transfer_steps, seed)
+        steps = config.transfer_steps
+        train(downstream, downstream._classifier(encoder), config.probe_learning_rate, steps, images, labels, seed)
 
     def reference(downstream, images, labels, seed):
-        build = lambda: zoo.build_model("cnn_classifier_bn", **shape, num_classes=10).get_layer("encoder")  # noqa: E731
-        downstream.scratch(images, labels, seed, build)
+        encoder = zoo.build_model("cnn_classifier_bn", **shape, num_classes=10).get_layer("encoder")
+        steps = 2 * config.transfer_steps
+        train(downstream, downstream._classifier(encoder), config.transfer_learning_rate, steps, images, labels, seed)
+
+    def train(downstream, model, learning_rate, steps, images, labels, seed):
+        """One classifier compiled and trained (the table trains each role in a twin compiled once)."""
+        downstream._compile(model, learning_rate, steps)
+        downstream._train(model, images, labels, steps, seed)
 
     precision = flow.resolve_precision("auto")
     print(f"seconds per classifier, N = 100, seeds 0-2, {precision}")

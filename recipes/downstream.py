@@ -118,16 +118,18 @@ class Downstream:
         self.config, self.data, self.strategy = config, data, strategy
         self._eval_features = None  # of the pretrained encoder: the same in every cell
         self._tfidf = None  # (vectorizer, eval features) of the text reference: the same in every cell
+        self._twins = {}  # role -> (layout, compiled classifier, its optimizer's fresh state): see _fit
 
     @property
     def reference_model(self):
         """What the reference column is: --reference_model for images, "tfidf_logreg" for texts."""
         return "tfidf_logreg" if self.data.kind == "texts" else self.config.reference_model
 
-    def _classifier(self, encoder, learning_rate, steps):
+    def _classifier(self, encoder):
+        """The head on `encoder`, uncompiled: `_fit` trains it."""
         c = self.config
         with self.strategy.scope():
-            model = classifier_on(
+            return classifier_on(
                 encoder,
                 self.data.num_classes,
                 hidden_units=c.head_units,
@@ -135,8 +137,6 @@ class Downstream:
                 normalize=c.head_norm,
                 image_shape=self.data.image_shape,
             )
-            self._compile(model, learning_rate, steps)
-        return model
 
     def _compile(self, model, learning_rate, steps):
         # Cosine decay to zero: the weights settle at the end, so BatchNorm's moving
@@ -155,6 +155,36 @@ class Downstream:
         model.fit(ds, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0)
         with self.strategy.scope():
             recalibrate_batchnorm(model, images)
+
+    def _fit(self, role, model, build, learning_rate, steps, images, labels, seed):
+        """Trains `model` (uncompiled) on one labelled draw, in the compiled twin kept for `role`.
+
+        Keras traces a model's training step anew for every model it compiles, and a table trains
+        three or four classifiers per cell: tracing took seconds each, as long as a smoke run's steps
+        (benchmarks/README.md, "Fewer traces"). So each role (frozen, finetune, scratch, reference)
+        compiles one twin, built by `build` the first time, and every cell sets the twin's weights,
+        seed states and optimizer state to `model`'s and to fresh ones, trains it, and copies the
+        weights back into `model`: the same training as compiling `model` itself, traced once per
+        table. A twin is rebuilt when `model`'s layers, the learning rate or the steps differ.
+        """
+        layout = _layout(model), learning_rate, steps
+        kept = self._twins.get(role)
+        if kept is None or kept[0] != layout:
+            twin = build()
+            if _layout(twin) != layout[0]:
+                raise RuntimeError(f"the {role} classifier's twin has other layers than the classifier")
+            self._compile(twin, learning_rate, steps)
+            with self.strategy.scope():
+                twin.optimizer.build(twin.trainable_variables)
+            kept = self._twins[role] = (layout, twin, [np.asarray(v) for v in twin.optimizer.variables])
+        _, twin, fresh_optimizer = kept
+        with self.strategy.scope():
+            _assign(twin.variables, model.variables)
+            _assign(twin.optimizer.variables, fresh_optimizer)
+        self._train(twin, images, labels, steps, seed)
+        with self.strategy.scope():
+            _assign(model.variables, twin.variables)
+        return model
 
     def evaluate(self, model):
         return accuracy(model, self.data.eval_inputs, self.data.eval_labels)
@@ -179,15 +209,23 @@ class Downstream:
         keras.utils.set_random_seed(seed)
         with self.strategy.scope():
             encoder = load_pretrained()
-        model = self._classifier(encoder, c.probe_learning_rate, c.transfer_steps)
-        self._train(model, images, labels, c.transfer_steps, seed)
+        model = self._classifier(encoder)
+
+        def twin(finetune):
+            with self.strategy.scope():
+                twin_encoder = load_pretrained()
+            if finetune:
+                unfreeze_for_finetuning(twin_encoder)
+            return self._classifier(twin_encoder)
+
+        self._fit("frozen", model, lambda: twin(False), c.probe_learning_rate, c.transfer_steps, images, labels, seed)
         scores = {"frozen": self.evaluate(model)}
         if knn:
             scores["knn"] = self.knn(encoder, images, labels)
 
         unfreeze_for_finetuning(encoder)
-        self._compile(model, c.transfer_learning_rate * c.finetune_lr_factor, c.transfer_steps)
-        self._train(model, images, labels, c.transfer_steps, seed + 1)
+        rate = c.transfer_learning_rate * c.finetune_lr_factor
+        self._fit("finetune", model, lambda: twin(True), rate, c.transfer_steps, images, labels, seed + 1)
         scores["finetune"] = self.evaluate(model)
         return scores, model
 
@@ -206,7 +244,7 @@ class Downstream:
         for texts, the zoo's small CNN from scratch for images."""
         if self.data.kind == "texts":
             return self.tfidf_reference(inputs, labels, seed)
-        return self.scratch(inputs, labels, seed, self.build_reference)
+        return self.scratch(inputs, labels, seed, self.build_reference, role="reference")
 
     def build_reference(self):
         """The reference: the zoo's small CNN (--reference_model) for the target's own images."""
@@ -243,16 +281,36 @@ class Downstream:
         model = LogisticRegression(C=c, max_iter=2000).fit(features, labels)
         return float(np.mean(model.predict(eval_features) == self.data.eval_labels))
 
-    def scratch(self, images, labels, seed, build_encoder):
+    def scratch(self, images, labels, seed, build_encoder, role="scratch"):
         """A randomly initialised encoder + the same head, trained end to end with the
         optimizer budget of frozen and finetune together."""
         keras.utils.set_random_seed(seed)
         with self.strategy.scope():
             encoder = build_encoder()
+        model = self._classifier(encoder)
+
+        def twin():
+            with self.strategy.scope():
+                return self._classifier(build_encoder())
+
         steps = 2 * self.config.transfer_steps
-        model = self._classifier(encoder, self.config.transfer_learning_rate, steps)
-        self._train(model, images, labels, steps, seed)
+        self._fit(role, model, twin, self.config.transfer_learning_rate, steps, images, labels, seed)
         return self.evaluate(model)
+
+
+def _layout(model):
+    """What a compiled twin must share with `model`: its layers' kinds and trainability, and its
+    variables' shapes and dtypes, in order."""
+    layers = [(type(layer).__name__, layer.trainable) for layer in walk_layers(model)]
+    return layers, [(tuple(v.shape), str(v.dtype)) for v in model.variables]
+
+
+def _assign(targets, sources):
+    """Sets each variable of `targets` to the value of the one at its place in `sources`."""
+    targets, sources = list(targets), list(sources)
+    assert len(targets) == len(sources), (len(targets), len(sources))
+    for target, source in zip(targets, sources):
+        target.assign(source.value if isinstance(source, keras.Variable) else source)
 
 
 def summarise(budget, runs):

@@ -53,7 +53,7 @@ def wait_all(workers):
 def test_two_workers_train_as_one_and_the_chief_alone_publishes(family, tfds_dir, tmp_path):
     out = tmp_path / "runs" / "out"
     flags = [
-        *tiny_flags(family, epochs=2, label_budgets=(10,), transfer_repeats=1),
+        *tiny_flags(family, epochs=2, label_budgets=(10,), transfer_repeats=1, reference=False),
         f"--data_dir={tfds_dir}",
         f"--model_dir={out}",
     ]

@@ -37,6 +37,7 @@ TINY_PARAMETERS = {
     "IW_SAMPLES": 2,
     "SCORER_EPOCHS": 1,
     "SCORE_SAMPLES": 50,
+    "FAMILIES": ["autoencoder", "cnn_classifier"],  # two make a comparison; test_recipes runs every family
 }
 TINY_MODELS = {
     "autoencoder.ipynb": "conv_autoencoder_tiny",
@@ -50,7 +51,6 @@ TEXT_NOTEBOOKS = {"text.ipynb"}  # read the session's text folder in place of IM
 SIZE_FREE = {
     "MANUAL_DIR",
     "DATASET",
-    "FAMILIES",
     "SOURCE_CLASSES",
     "TARGET_CLASSES",
     "UNFREEZE_TOP",

@@ -15,8 +15,9 @@ from conftest import RECIPES, example_texts, on_run_of
 
 import zoo
 from recipes import flow, transfer
+from recipes.data import load_data
 from recipes.datasets import write_idx
-from recipes.downstream import knn_accuracy
+from recipes.downstream import Downstream, knn_accuracy
 from zoo.errors import ZooError
 from zoo.heads import LUMA, AdaptImages
 
@@ -72,6 +73,41 @@ def test_images_adapt_to_the_encoders_shape():
     assert model.get_layer("adapt").target_shape == (8, 8, 3) and model(grey).shape == (1, 3)
     with pytest.raises(ZooError, match="cannot be adapted"):
         zoo.classifier_on(encoder, 3, image_shape=(4, 4, 2))
+
+
+class CompilingEveryClassifier(Downstream):
+    """The table without twins: every classifier compiled, and its training step traced, for itself."""
+
+    def _fit(self, role, model, build, learning_rate, steps, images, labels, seed):
+        self._compile(model, learning_rate, steps)
+        self._train(model, images, labels, steps, seed)
+        return model
+
+
+def test_twins_train_each_classifier_as_compiling_it_would(tiny_config, trained_dir, monkeypatch):
+    """Two cells of the table through the compiled twins give what compiling every classifier gives,
+    with one twin compiled per role, and the classifier a cell returns stays as it was trained."""
+    config = tiny_config.replace(transfer_steps=3, reference_model="cnn_classifier_tiny")
+    data = load_data(config)
+    draws = data.labelled_subsets((10,), (0, 1))
+    model_config = dict(image_shape=(8, 8, 1), filters=(4, 8), latent_dim=4)
+    load = lambda: zoo.load_encoder(trained_dir, trainable=False)  # noqa: E731
+    scratch = lambda: zoo.build_model(config.model, **model_config).get_layer("encoder")  # noqa: E731
+    compiled, compile_ = [], Downstream._compile
+    monkeypatch.setattr(Downstream, "_compile", lambda self, *args: compiled.append(args[0]) or compile_(self, *args))
+    results = []
+    for kind in (Downstream, CompilingEveryClassifier):
+        downstream, cells = kind(config, data, flow.make_strategy("default")), []
+        for (_, seed), (images, labels) in draws.items():
+            scores, model = downstream.cell(images, labels, seed, load, scratch)
+            cells.append((scores, model, [np.array(v) for v in model.variables]))
+        results.append(cells)
+    assert len(compiled) == 4 + 4 * len(draws)  # a twin per role (frozen, finetune, scratch, reference), then each
+    for (scores, model, weights), (alone, _, alone_weights) in zip(*results):
+        assert scores == alone
+        for now, trained, other in zip(model.variables, weights, alone_weights):
+            np.testing.assert_array_equal(now, trained)  # the next cell left the returned classifier alone
+            np.testing.assert_allclose(trained, other, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("family", [pytest.param(f, marks=on_run_of(f)) for f in RECIPES])

@@ -36,15 +36,6 @@ flags.DEFINE_integer("seeds", 3, "Draws (seeds 0, 1, ...).")
 FLAGS = flags.FLAGS
 
 
-class CompilingEveryClassifier(Downstream):
-    """The table without twins: every classifier compiled, and its training step traced, for itself."""
-
-    def _fit(self, role, model, build, learning_rate, steps, images, labels, seed):
-        self._compile(model, learning_rate, steps)
-        self._train(model, images, labels, steps, seed)
-        return model
-
-
 def setting(name):
     """(config, data, encoder builder) for the registered model `name`."""
     if zoo.get_entry(name).inputs == "texts":
@@ -82,8 +73,10 @@ def main(argv):
             config, data, build = setting(name)
             config = config.replace(model_dir=os.path.join(tmp, name))
             draws, load = flow.labelled_draws(config, data), lambda build=build: frozen(build)
-            kinds = {"twins": Downstream, "each compiled": CompilingEveryClassifier}
-            downstreams = {k: kind(config, data, flow.make_strategy("default")) for k, kind in kinds.items()}
+            kinds = {"twins": True, "each compiled": False}
+            downstreams = {
+                k: Downstream(config, data, flow.make_strategy("default"), twins) for k, twins in kinds.items()
+            }
             seconds, scores = {k: [] for k in kinds}, {k: [] for k in kinds}
             for (_, seed), (inputs, labels) in sorted(draws.items()):
                 for k, downstream in downstreams.items():

@@ -114,8 +114,9 @@ def features(encoder, images, batch_size=1000):
 class Downstream:
     """Trains and scores the classifiers of one (budget, seed) cell of the table on `data`."""
 
-    def __init__(self, config, data, strategy):
+    def __init__(self, config, data, strategy, twins=True):
         self.config, self.data, self.strategy = config, data, strategy
+        self.twins = twins  # False: every classifier compiled for itself (see _fit)
         self._eval_features = None  # of the pretrained encoder: the same in every cell
         self._tfidf = None  # (vectorizer, eval features) of the text reference: the same in every cell
         self._twins = {}  # role -> (layout, compiled classifier, its optimizer's fresh state): see _fit
@@ -166,7 +167,12 @@ class Downstream:
         seed states and optimizer state to `model`'s and to fresh ones, trains it, and copies the
         weights back into `model`: the same training as compiling `model` itself, traced once per
         table. A twin is rebuilt when `model`'s layers, the learning rate or the steps differ.
+        With `twins=False`, `model` itself is compiled and trained.
         """
+        if not self.twins:
+            self._compile(model, learning_rate, steps)
+            self._train(model, images, labels, steps, seed)
+            return model
         layout = _layout(model), learning_rate, steps
         kept = self._twins.get(role)
         if kept is None or kept[0] != layout:

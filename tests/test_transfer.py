@@ -75,15 +75,6 @@ def test_images_adapt_to_the_encoders_shape():
         zoo.classifier_on(encoder, 3, image_shape=(4, 4, 2))
 
 
-class CompilingEveryClassifier(Downstream):
-    """The table without twins: every classifier compiled, and its training step traced, for itself."""
-
-    def _fit(self, role, model, build, learning_rate, steps, images, labels, seed):
-        self._compile(model, learning_rate, steps)
-        self._train(model, images, labels, steps, seed)
-        return model
-
-
 def test_twins_train_each_classifier_as_compiling_it_would(tiny_config, trained_dir, monkeypatch):
     """Two cells of the table through the compiled twins give what compiling every classifier gives,
     with one twin compiled per role, and the classifier a cell returns stays as it was trained."""
@@ -96,8 +87,8 @@ def test_twins_train_each_classifier_as_compiling_it_would(tiny_config, trained_
     compiled, compile_ = [], Downstream._compile
     monkeypatch.setattr(Downstream, "_compile", lambda self, *args: compiled.append(args[0]) or compile_(self, *args))
     results = []
-    for kind in (Downstream, CompilingEveryClassifier):
-        downstream, cells = kind(config, data, flow.make_strategy("default")), []
+    for twins in (True, False):
+        downstream, cells = Downstream(config, data, flow.make_strategy("default"), twins=twins), []
         for (_, seed), (images, labels) in draws.items():
             scores, model = downstream.cell(images, labels, seed, load, scratch)
             cells.append((scores, model, [np.array(v) for v in model.variables]))

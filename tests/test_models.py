@@ -69,6 +69,20 @@ def test_builds_for_any_image_shape(name, shape):
     assert np.all(np.isfinite(np.asarray(model(example_inputs(name, 4, image_shape=shape), training=False))))
 
 
+@pytest.mark.parametrize(
+    "shape, filters, pads", [((28, 28, 1), (8, 16, 32), 1), ((27, 31, 3), (4, 8), 2)], ids=["28-3blocks", "27x31"]
+)
+@pytest.mark.parametrize("name", ["conv_autoencoder", "conv_vae"])
+def test_conv_decoders_undo_pooling_of_odd_sizes(name, shape, filters, pads):
+    """A trunk that pools an odd size drops a row or column (28 -> 14 -> 7 -> 3): the decoder
+    still ends at the image's size, one padding layer per level pooled from an odd size."""
+    model = zoo.build_model(name, image_shape=shape, filters=filters, convs_per_block=1)
+    decoder = model.get_layer("decoder")
+    assert tuple(decoder.output_shape[1:]) == shape
+    assert np.asarray(decoder(np.zeros((2, decoder.input_shape[-1]), "float32"))).shape == (2, *shape)
+    assert len([layer for layer in decoder.layers if layer.name.endswith("_pad")]) == pads
+
+
 @pytest.mark.parametrize("length", [2, 16, 64])
 @pytest.mark.parametrize("name", [n for n in TEXT_MODELS if zoo.get_entry(n).tiny])
 def test_text_models_take_strings_for_any_sequence_length(name, length):

@@ -60,8 +60,8 @@ def conv_autoencoder(
     The encoder is the same VGG-style trunk as `cnn_classifier_bn` (so pretrained
     weights compare directly with that classifier trained from scratch),
     globally pooled and projected to the code. The decoder maps the code back
-    to the trunk's last feature map and upsamples with transposed convolutions,
-    cropping to the input size.
+    to the trunk's last feature map and upsamples with transposed convolutions
+    back to the input size (`zoo.blocks.conv_decoder`).
 
     Args:
       image_shape: (height, width, channels) of the uint8 input images.

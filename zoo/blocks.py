@@ -146,21 +146,29 @@ def conv_decoder(latent_dim, trunk_shape, filters, pooled, image_shape, batch_no
     """latent vector -> image, mirroring `apply_conv_trunk`.
 
     The code maps back to the trunk's last feature map (`trunk_shape`, height x
-    width), then transposed convolutions upsample wherever the trunk pooled, and
-    the result is cropped to the image size. `activation` applies to the pixels.
+    width), then transposed convolutions upsample wherever the trunk pooled, each
+    back to the size the trunk pooled from: where that size was odd (pooling
+    dropped its last row or column, 7 -> 3), a row or column of zeros is added at
+    the bottom or right. `activation` applies to the pixels.
     """
     h, w = trunk_shape
+    sizes = [tuple(image_shape[:2])]  # each block's input size in the trunk
+    for up in pooled[:-1]:
+        sizes.append((sizes[-1][0] // 2, sizes[-1][1] // 2) if up else sizes[-1])
     latent = keras.Input(shape=(latent_dim,), name="latent")
     x = layers.Dense(h * w * filters[-1], activation="relu", name="dec_dense")(latent)
     x = layers.Reshape((h, w, filters[-1]), name="dec_reshape")(x)
-    for i, (f, up) in enumerate(zip(reversed(filters), reversed(pooled))):
+    for i, (f, up, size) in enumerate(zip(reversed(filters), reversed(pooled), reversed(sizes))):
         x = layers.Conv2DTranspose(
             f, 3, strides=2 if up else 1, padding="same", use_bias=not batch_norm, name=f"dec_block{i}_deconv"
         )(x)
         if batch_norm:
             x = layers.BatchNormalization(name=f"dec_block{i}_bn")(x)
         x = layers.ReLU(name=f"dec_block{i}_relu")(x)
-    out_h, out_w = x.shape[1], x.shape[2]
+        odd = (size[0] - x.shape[1], size[1] - x.shape[2])
+        if any(odd):
+            x = layers.ZeroPadding2D(((0, odd[0]), (0, odd[1])), name=f"dec_block{i}_pad")(x)
+    out_h, out_w = x.shape[1], x.shape[2]  # the image's: the crop is empty, kept for saved models' layer names
     x = layers.Cropping2D(((0, out_h - image_shape[0]), (0, out_w - image_shape[1])), name="crop")(x)
     x = layers.Conv2D(image_shape[2], 3, padding="same", activation=activation, name="pixels")(x)
     return keras.Model(latent, float32_output(x, name="reconstruction"), name="decoder")

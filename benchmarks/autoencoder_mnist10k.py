@@ -15,7 +15,17 @@ given to try a variant; the table is printed as Markdown.
 from protocol import benchmark_main, interleaved_rates, plain_keras_model, recipe_model
 from recipes import autoencoder, flow
 
-SHOWN = ("latent_dim", "filters", "hidden_sizes", "dropout", "masking_noise", "epochs", "head_norm", "augment")
+SHOWN = (
+    "latent_dim",
+    "filters",
+    "decoder_filters",
+    "hidden_sizes",
+    "dropout",
+    "masking_noise",
+    "epochs",
+    "head_norm",
+    "augment",
+)
 
 
 def throughput(config):

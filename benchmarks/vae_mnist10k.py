@@ -21,7 +21,7 @@ from protocol import benchmark_main, interleaved_rates, recipe_model, seeded_bui
 from recipes import flow, vae
 from zoo.blocks import conv_decoder
 
-SHOWN = ("latent_dim", "filters", "hidden_sizes", "beta", "likelihood", "epochs")
+SHOWN = ("latent_dim", "filters", "decoder_filters", "hidden_sizes", "beta", "likelihood", "epochs")
 
 
 class Sampling(layers.Layer):
@@ -86,7 +86,8 @@ def keras_io_vae(config, model_config, image_shape):
     z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
     z = Sampling()([z_mean, z_log_var])
     encoder = keras.Model(inputs, [z_mean, z_log_var, z], name="encoder")
-    decoder = conv_decoder(latent_dim, trunk_shape, filters, pooled, image_shape)  # sigmoid pixels
+    widths = model_config.get("decoder_filters")
+    decoder = conv_decoder(latent_dim, trunk_shape, filters, pooled, image_shape, widths=widths)  # sigmoid pixels
     model = KerasIoVAE(encoder, decoder)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     return model

@@ -37,6 +37,11 @@ class Config(RecipeConfig):
     )
     filters: tuple = hyperparameter("Conv models: filters per encoder block.", minimum=1, nonempty=True)
     convs_per_block: int = hyperparameter("Conv models: convolutions per encoder block.", minimum=1)
+    decoder_filters: tuple = hyperparameter(
+        "Conv models: filters per decoder block, from the code out (empty: --filters reversed); "
+        "narrower ones make pretraining cheaper and leave the encoder as it is.",
+        minimum=1,
+    )
     dropout: float = hyperparameter("Conv models: spatial dropout after each encoder block.", minimum=0, below=1)
     masking_noise: float = option(
         0.0, "Denoising: fraction of input pixels zeroed during pretraining.", minimum=0, below=1

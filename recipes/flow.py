@@ -386,6 +386,7 @@ def run(recipe, config):
             say(f"[{recipe.family}] {worker_name(ctx.strategy) or 'chief'}: weights sha256 {weights_digest(model)}")
         export(recipe, ctx, model, adapted)
         tokens = tokenisation(recipe.encoder(model))  # a text encoder's: the scratch column tokenises with it
+        started = time.time()
         table, _ = transfer_table(
             ctx,
             subsets,
@@ -394,7 +395,7 @@ def run(recipe, config):
             build_scratch=lambda: fresh_encoder(config.model, ctx.model_config, tokens),
         )
 
-    metrics = {"pretrain": pretrain_metrics, "transfer": table}
+    metrics = {"pretrain": pretrain_metrics, "transfer": table, "transfer_seconds": round(time.time() - started, 1)}
     return finish(ctx, recipe.family, metrics, start)
 
 
@@ -449,6 +450,7 @@ def finish(run, name, metrics, start, table="transfer", line=verdict):
 def pretrain(recipe, run):
     """Build in the strategy's scope and fit, resumable; returns the model and its eval metrics."""
     config, data, stage = run.config, run.source, run.stage
+    started = time.time()
     with run.strategy.scope():
         model = zoo.build_model(config.model, **run.model_config)
         recipe.compile(run, model)
@@ -486,6 +488,7 @@ def pretrain(recipe, run):
     if history:
         figures.training_curves(history, stage / "figures/curves.png", f"{config.model} on {config.dataset}")
     recipe.figures(run, model)
+    metrics["seconds"] = round(time.time() - started, 1)
     return model, metrics
 
 
@@ -597,10 +600,12 @@ def transfer_table(run, subsets, load_pretrained, build_scratch, title):
         runs = []
         for seed in seeds:
             images, labels = subsets[(n, seed)]
+            started = time.time()
             cell, finetuned = downstream.cell(images, labels, seed, load_pretrained, build_scratch)
             if n == max(budgets) and kept is None:
                 kept = (finetuned, {"labels": n, "seed": seed, "eval_accuracy": cell["finetune"]})
-            say(f"  N={n} seed={seed}: " + ", ".join(f"{k} {v:.1%}" for k, v in cell.items()))
+            scores = ", ".join(f"{k} {v:.1%}" for k, v in cell.items())
+            say(f"  N={n} seed={seed}: {scores} ({time.time() - started:.0f} s)")
             runs.append({"seed": seed, **cell})
         row = summarise(n, runs)
         if "reference" in row:

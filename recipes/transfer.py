@@ -98,6 +98,7 @@ def run(config: Config) -> dict:
     tokens = flow.tokenisation(encoder)  # a text encoder's: the scratch column tokenises with it
     keras.utils.set_random_seed(config.seed)
     with flow.precision(ctx.precision):
+        started = time.time()
         table, (classifier, kept) = flow.transfer_table(
             ctx,
             subsets,
@@ -105,6 +106,7 @@ def run(config: Config) -> dict:
             load_pretrained=lambda: zoo.load_encoder(config.encoder_dir, trainable=False),
             build_scratch=lambda: flow.fresh_encoder(manifest["model"], manifest["model_config"], tokens),
         )
+        seconds = round(time.time() - started, 1)
         export_saved_model(
             ctx.stage / "classifier",
             classifier,
@@ -127,7 +129,7 @@ def run(config: Config) -> dict:
         adapted=adapted,
         classifier={"kind": "finetune", **kept, "endpoint": "serve", "outputs": "logits"},
     )
-    return flow.finish(ctx, "transfer", {"transfer": table}, start)
+    return flow.finish(ctx, "transfer", {"transfer": table, "transfer_seconds": seconds}, start)
 
 
 if __name__ == "__main__":

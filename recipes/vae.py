@@ -48,6 +48,11 @@ class Config(RecipeConfig):
     hidden_sizes: tuple = hyperparameter("Dense models: hidden widths between pixels and latent.", minimum=1)
     filters: tuple = hyperparameter("Conv models: filters per encoder block.", minimum=1, nonempty=True)
     convs_per_block: int = hyperparameter("Conv models: convolutions per encoder block.", minimum=1)
+    decoder_filters: tuple = hyperparameter(
+        "Conv models: filters per decoder block, from the latent out (empty: half of --filters, "
+        "reversed); they make pretraining cheaper or dearer and leave the encoder as it is.",
+        minimum=1,
+    )
     beta: float = hyperparameter("Weight of the KL term in the training loss (1: the ELBO; >1: a beta-VAE).", minimum=0)
     likelihood: str = hyperparameter(
         "Pixel likelihood p(x|z): bernoulli, or gaussian with a learned scale.", choices=LIKELIHOODS

@@ -29,8 +29,8 @@ PARAMETERS = {
     "cnn_classifier_tiny": 5050,
     "conv_autoencoder": 329537,
     "conv_autoencoder_tiny": 3317,
-    "conv_vae": 176930,
-    "conv_vae_tiny": 2534,
+    "conv_vae": 108466,
+    "conv_vae_tiny": 1256,
     "dcgan": 923586,
     "dcgan_tiny": 6302,
     "dense_autoencoder": 419120,
@@ -81,6 +81,27 @@ def test_conv_decoders_undo_pooling_of_odd_sizes(name, shape, filters, pads):
     assert tuple(decoder.output_shape[1:]) == shape
     assert np.asarray(decoder(np.zeros((2, decoder.input_shape[-1]), "float32"))).shape == (2, *shape)
     assert len([layer for layer in decoder.layers if layer.name.endswith("_pad")]) == pads
+
+
+@pytest.mark.parametrize("name", ["conv_autoencoder", "conv_vae"])
+def test_decoder_filters_change_the_decoder_alone(name):
+    """A lighter decoder: its blocks take the given widths, the encoder stays weight for weight
+    the default's, and the images come out at their size; a width per block or one line."""
+    default, light = zoo.build_model(name), zoo.build_model(name, decoder_filters=(16, 8))
+
+    def shapes(model):
+        return [tuple(v.shape) for v in model.get_layer("encoder").weights]
+
+    assert shapes(light) == shapes(default)
+    decoder = light.get_layer("decoder")
+    widths = [layer.filters for layer in decoder.layers if layer.name.endswith("_deconv")]
+    assert widths == [16, 8] and decoder.get_layer("dec_reshape").output.shape[-1] == 16
+    assert tuple(decoder.output_shape[1:]) == (28, 28, 1)
+    assert light.count_params() < default.count_params()
+    assert zoo.build_model(name, decoder_filters=()).count_params() == PARAMETERS[name]  # empty: the default
+    with pytest.raises(zoo.ZooError, match="decoder_filters=8: give one width per encoder block") as err:
+        zoo.build_model(name, decoder_filters=(8,))
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("length", [2, 16, 64])

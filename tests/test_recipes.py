@@ -57,6 +57,8 @@ def test_artifact_metrics_and_manifest(family, finished_run):
 
     assert _read(d, "metrics.json") == json.loads(json.dumps(metrics))
     assert metrics["precision"] == "float32" and metrics["wall_seconds"] > 0
+    stages = metrics["pretrain"]["seconds"], metrics["transfer_seconds"]
+    assert min(stages) > 0 and sum(stages) <= metrics["wall_seconds"]
     text = isinstance(RECIPES[family].RECIPE, flow.TextRecipe)
     assert metrics["pretrain"]["texts_per_second" if text else "images_per_second"] > 0
     assert [row["labels"] for row in metrics["transfer"]] == list(config.label_budgets)

@@ -53,7 +53,13 @@ def dense_autoencoder(image_shape=(28, 28, 1), hidden_sizes=(256,), latent_dim=3
 @register("conv_autoencoder", family=FAMILY)
 @register("conv_autoencoder_tiny", family=FAMILY, tiny=True, filters=(4, 8), convs_per_block=1, latent_dim=4)
 def conv_autoencoder(
-    image_shape=(28, 28, 1), filters=(32, 64), convs_per_block=2, latent_dim=64, batch_norm=True, dropout=0.0
+    image_shape=(28, 28, 1),
+    filters=(32, 64),
+    convs_per_block=2,
+    latent_dim=64,
+    batch_norm=True,
+    dropout=0.0,
+    decoder_filters=None,
 ):
     """A convolutional autoencoder whose encoder is the zoo's CNN trunk.
 
@@ -70,6 +76,8 @@ def conv_autoencoder(
       latent_dim: size of the code, the encoder's output.
       batch_norm: batch normalisation after each convolution.
       dropout: spatial dropout after each trunk block (as in `cnn_classifier_bn`).
+      decoder_filters: filters of each decoder block, from the code out (None:
+        `filters` reversed); the encoder does not depend on them.
 
     Returns:
       The autoencoder, with sub-models "encoder" and "decoder".
@@ -83,5 +91,7 @@ def conv_autoencoder(
     code = float32_output(layers.Dense(latent_dim, name="latent")(x), name="code")
     encoder = keras.Model(inputs, code, name="encoder")
 
-    decoder = conv_decoder(latent_dim, (h, w), filters, pooled, image_shape, batch_norm=batch_norm)
+    decoder = conv_decoder(
+        latent_dim, (h, w), filters, pooled, image_shape, batch_norm=batch_norm, widths=decoder_filters
+    )
     return _assemble(encoder, decoder, image_shape, "conv_autoencoder")

@@ -7,6 +7,8 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
+from zoo.errors import ZooError
+
 
 def image_input(image_shape, name="image"):
     """A uint8 image input and its float view in [0, 1].
@@ -142,7 +144,9 @@ def dense_decoder(latent_dim, hidden_sizes, image_shape, activation="sigmoid"):
     return keras.Model(latent, float32_output(x, name="reconstruction"), name="decoder")
 
 
-def conv_decoder(latent_dim, trunk_shape, filters, pooled, image_shape, batch_norm=True, activation="sigmoid"):
+def conv_decoder(
+    latent_dim, trunk_shape, filters, pooled, image_shape, batch_norm=True, activation="sigmoid", widths=None
+):
     """latent vector -> image, mirroring `apply_conv_trunk`.
 
     The code maps back to the trunk's last feature map (`trunk_shape`, height x
@@ -150,15 +154,25 @@ def conv_decoder(latent_dim, trunk_shape, filters, pooled, image_shape, batch_no
     back to the size the trunk pooled from: where that size was odd (pooling
     dropped its last row or column, 7 -> 3), a row or column of zeros is added at
     the bottom or right. `activation` applies to the pixels.
+
+    `widths` are the decoder's filters per block, from the code out (None: the
+    trunk's `filters` reversed, a mirror image; narrower widths make a lighter
+    decoder that costs pretraining less and leaves the encoder as it is).
     """
+    widths = tuple(int(f) for f in widths) if widths else tuple(reversed(filters))
+    if len(widths) != len(filters):
+        raise ZooError(
+            f"decoder_filters={','.join(map(str, widths))}: give one width per encoder block "
+            f"({len(filters)}, as filters={','.join(map(str, filters))})"
+        )
     h, w = trunk_shape
     sizes = [tuple(image_shape[:2])]  # each block's input size in the trunk
     for up in pooled[:-1]:
         sizes.append((sizes[-1][0] // 2, sizes[-1][1] // 2) if up else sizes[-1])
     latent = keras.Input(shape=(latent_dim,), name="latent")
-    x = layers.Dense(h * w * filters[-1], activation="relu", name="dec_dense")(latent)
-    x = layers.Reshape((h, w, filters[-1]), name="dec_reshape")(x)
-    for i, (f, up, size) in enumerate(zip(reversed(filters), reversed(pooled), reversed(sizes))):
+    x = layers.Dense(h * w * widths[0], activation="relu", name="dec_dense")(latent)
+    x = layers.Reshape((h, w, widths[0]), name="dec_reshape")(x)
+    for i, (f, up, size) in enumerate(zip(widths, reversed(pooled), reversed(sizes))):
         x = layers.Conv2DTranspose(
             f, 3, strides=2 if up else 1, padding="same", use_bias=not batch_norm, name=f"dec_block{i}_deconv"
         )(x)

@@ -28,7 +28,9 @@ MIRRORED = "mirrored"
 
 
 def family_rates(module):
-    """({decoder: images/s}, {decoder: parameters}) of the family's pretraining model per decoder."""
+    """({decoder: images/s}, {decoder: parameters}, precision) of the family's pretraining model per
+    decoder; the mirrored one is given explicitly (the trunk's filters reversed), since a family's
+    default decoder need not be it (the VAE's is half as wide)."""
     recipe = module.RECIPE
     base = module.Config(
         dataset=protocol_dataset("", FLAGS.manual_dir),
@@ -37,9 +39,12 @@ def family_rates(module):
         model_dir="/tmp/unused",
         precision=FLAGS.precision,
     )
-    fits, sizes, images = {}, {}, 0
+    fits, sizes = {}, {}
     for widths in [MIRRORED, *FLAGS.widths]:
-        decoder = None if widths == MIRRORED else tuple(int(w) for w in widths.split(":"))
+        if widths == MIRRORED:
+            decoder = tuple(reversed(recipe.model_config(flow.prepare(recipe, base))["filters"]))
+        else:
+            decoder = tuple(int(w) for w in widths.split(":"))
         run = flow.prepare(recipe, base.replace(decoder_filters=decoder))
         with flow.precision(run.precision):
             model = recipe_model(recipe, run)

@@ -22,10 +22,9 @@ import tensorflow as tf
 from absl import app, flags
 
 import zoo
-from protocol import SPLITS, protocol_dataset, quiet_logging
+from protocol import SPLITS, forward_flops, protocol_dataset, quiet_logging
 from recipes import cnn_classifier, flow
 from recipes.data import load_data
-from recipes.downstream import walk_layers
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("epochs", 15, "Epochs for the time-to-accuracy runs.")
@@ -77,18 +76,6 @@ def seed_style_cnn():
             keras.layers.Dense(10),
         ]
     )
-
-
-def forward_flops(model):
-    """Multiply-adds x 2 of the conv and dense layers, per image (nested models included)."""
-    total = 0
-    for layer in walk_layers(model):
-        if isinstance(layer, keras.layers.Conv2D):
-            h, w, c_out = layer.output.shape[1:]
-            total += 2 * h * w * c_out * int(np.prod(layer.kernel_size)) * layer.input.shape[-1]
-        elif isinstance(layer, keras.layers.Dense):
-            total += 2 * layer.input.shape[-1] * layer.units
-    return total
 
 
 def matmul_peak(n=2048, repeats=20):

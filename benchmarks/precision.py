@@ -15,6 +15,13 @@ zoo's fused kernel, `zoo.blocks.fuse_batchnorm`), `fit` on NumPy arrays of the s
 pass of the recipe's example function; Keras feeds them through its own autotuned tf.data
 pipeline), at the recipe's batch size; it runs in the same turns. The last column is the
 recipe's last precision against it.
+
+Each cell also gives the share of the matmul peak in its precision (float32's for the float32 and
+float16 columns) that the step reaches: images/s x the step's FLOPs per image, counted from the
+conv and dense layers (`protocol.forward_flops`) and the family's training step: forward and
+backward (3x forward) of the model; SimCLR does it for two views of each image; a DCGAN step
+runs the generator forward and the discriminator forward and backward on the real and the fake
+batch (G + 6D), then the generator step (3G + 2D: no weight gradients for the discriminator).
 """
 
 import time
@@ -24,7 +31,15 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from protocol import SPLITS, interleaved_rates, plain_keras_model, protocol_dataset, quiet_logging, recipe_model
+from protocol import (
+    SPLITS,
+    forward_flops,
+    interleaved_rates,
+    plain_keras_model,
+    protocol_dataset,
+    quiet_logging,
+    recipe_model,
+)
 from recipes import autoencoder, cnn_classifier, dcgan, flow, simclr, vae
 
 FAMILIES = {"autoencoder": autoencoder, "cnn_classifier": cnn_classifier, "vae": vae, "dcgan": dcgan, "simclr": simclr}
@@ -53,6 +68,13 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
+def training_flops(family, model):
+    """FLOPs of one training step per image (see the module docstring)."""
+    if family == "dcgan":
+        return 4 * forward_flops(model.generator) + 8 * forward_flops(model.discriminator)
+    return (2 if family == "simclr" else 1) * 3 * forward_flops(model)
+
+
 def family_rates(module):
     recipe = module.RECIPE
     base = module.Config(
@@ -77,7 +99,7 @@ def family_rates(module):
             pipeline = run.source.pretrain_dataset(recipe.pretrain_example(run), base.batch_size, base.seed)
         fits[precision] = lambda model=model, pipeline=pipeline: model.fit(pipeline, epochs=1, verbose=0)
         images = run.source.num_train
-    return interleaved_rates(fits, images, FLAGS.repeats), base.batch_size
+    return interleaved_rates(fits, images, FLAGS.repeats), base.batch_size, model
 
 
 def main(argv):
@@ -91,16 +113,24 @@ def main(argv):
     columns = ([PLAIN] if FLAGS.plain_keras else []) + FLAGS.precisions
     last, first = FLAGS.precisions[-1], FLAGS.precisions[0]
     versus = f" | {last} / plain" if FLAGS.plain_keras else ""
-    print(f"\n| family (model) | batch | {' | '.join(columns)} | {last} / {first}{versus} |")
-    print("| --- | ---: |" + " ---: |" * len(columns) + " ---: |" * (2 if FLAGS.plain_keras else 1))
+    print(f"\n| family (model) | batch | MFLOP/image | {' | '.join(columns)} | {last} / {first}{versus} |")
+    print("| --- | ---: | ---: |" + " ---: |" * len(columns) + " ---: |" * (2 if FLAGS.plain_keras else 1))
     for family in FLAGS.families:
-        rates, batch = family_rates(FAMILIES[family])
-        cells = " | ".join(f"{rates[p]:.0f} img/s" for p in columns)
+        rates, batch, model = family_rates(FAMILIES[family])
+        flops = training_flops(family, model)
+        peak = {p: peaks["bfloat16" if "bfloat16" in p else "float32"] * 1e9 for p in columns}
+        cells = " | ".join(f"{rates[p]:.0f} img/s ({rates[p] * flops / peak[p]:.1%})" for p in columns)
         ratios = f"x{rates[last] / rates[first]:.2f}" + (
             f" | x{rates[last] / rates[PLAIN]:.2f}" if FLAGS.plain_keras else ""
         )
-        print(f"| {family} ({FAMILIES[family].Config().model}) | {batch} | {cells} | {ratios} |", flush=True)
-    print(f"\nmedian of {FLAGS.repeats - 1} epochs per column, epochs interleaved")
+        print(
+            f"| {family} ({FAMILIES[family].Config().model}) | {batch} | {flops / 1e6:.0f} | {cells} | {ratios} |",
+            flush=True,
+        )
+    print(
+        f"\nmedian of {FLAGS.repeats - 1} epochs per column, epochs interleaved; in brackets, the share of "
+        "the matmul peak in the column's precision"
+    )
 
 
 if __name__ == "__main__":

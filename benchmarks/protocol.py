@@ -21,6 +21,7 @@ from absl import app, flags, logging
 
 import zoo
 from recipes.config import define_flags, from_flags
+from recipes.downstream import walk_layers
 
 FLAGS = flags.FLAGS
 SPLITS = dict(train_split="test[:8000]", eval_split="test[8000:]")
@@ -101,6 +102,26 @@ def recipe_model(recipe, run):
         return model
 
     return seeded_build(build, run.config.seed)
+
+
+def forward_flops(model):
+    """FLOPs (2 x multiply-adds) of the conv and dense layers for one image's forward pass, nested
+    models included, each layer once. A transposed convolution counts by its input: each input
+    pixel meets the kernel once, whatever the stride."""
+    total, seen = 0, set()
+    for layer in walk_layers(model):
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            h, w, c_in = layer.input.shape[1:]
+            total += 2 * h * w * c_in * int(np.prod(layer.kernel_size)) * layer.filters
+        elif isinstance(layer, keras.layers.Conv2D):
+            h, w, c_out = layer.output.shape[1:]
+            total += 2 * h * w * c_out * int(np.prod(layer.kernel_size)) * layer.input.shape[-1]
+        elif isinstance(layer, keras.layers.Dense):
+            total += 2 * layer.input.shape[-1] * layer.units
+    return total
 
 
 def plain_keras_model(recipe, run):

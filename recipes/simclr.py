@@ -49,7 +49,10 @@ class Config(RecipeConfig):
     # Measured on a MNIST-10k encoder (--filters=32,64,256 --pooling=avg_max) at N=100, seeds 0-2: the frozen head
     # scored 94.4% after 100 steps, 94.9% after 300 and 95.3% after 1,000, near logistic regression run to
     # convergence on the same features (95.7%); scratch moved from 87.1% (600 steps) to 87.4% (2,000).
-    transfer_steps: int = new_default("transfer_steps", 1000)
+    # On the validation slice (pretrain test[:7000], score test[7000:8000], seeds 0-2), 600 steps against 1,000:
+    # frozen 94.2 / 98.3% against 94.4 / 98.6% at N=100 / 1,000, finetune 95.1 / 99.2 against 95.3 / 99.1, in 0.60
+    # of the table's time.
+    transfer_steps: int = new_default("transfer_steps", 600)
     model: str = option(
         "simclr",
         "Which contrastive model to build.",

@@ -1,6 +1,6 @@
 """What the family benchmarks share: the MNIST-10k protocol (benchmarks/README.md),
-the reference CNN, side-by-side timing, the Markdown transfer table and the one
-`main` that four of the five benchmarks run.
+the reference CNN, side-by-side timing, FLOP counting, the Markdown transfer table and
+the one `main` that four of the five benchmarks run.
 
 The protocol: the 10,000 images of MNIST's test set, the first 8,000 to pretrain on
 and draw labelled examples from, the last 2,000 to evaluate on. Where they come from:

@@ -15,7 +15,13 @@ def test_mosaic_places_every_image_in_its_cell():
     assert (grid[3] == 1.0).all() and (grid[:, 4] == 1.0).all()  # white gaps between the cells
 
 
-def test_image_rows_writes_a_labelled_png(tmp_path):
+def test_image_rows_draws_the_grid_at_its_size_with_its_labels(tmp_path):
+    from matplotlib.image import imread
+
     images = np.random.default_rng(0).integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
-    figures.image_rows([images[:8], images[8:]], str(tmp_path / "rows.png"), ["eval", "decoded"])
-    assert (tmp_path / "rows.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    figures.image_rows([images[:8], images[8:]], str(tmp_path / "labelled.png"), ["eval", "decoded"])
+    figures.image_rows([images[:8], images[8:]], str(tmp_path / "plain.png"))
+    labelled, plain = imread(tmp_path / "labelled.png"), imread(tmp_path / "plain.png")
+    assert labelled.shape[:2] == plain.shape[:2] == (180, 720)  # 0.9 inch a cell at 100 dpi
+    assert plain[..., :3].min() < 0.1 and plain[..., :3].max() > 0.9  # the images are drawn
+    assert not np.array_equal(labelled, plain)  # the labels are

@@ -61,7 +61,7 @@ NAMES = {"scratch": "scratch (same arch)", "reference": "small CNN from scratch"
 
 def print_table(rows, kinds=TRANSFER_COLUMNS):
     """A table of `metrics.json` (its "transfer" rows, or a family's own) as Markdown, mean ± std over
-    seeds, in %; the columns of `kinds` the run scored."""
+    seeds, in %; the columns of `kinds` the run scored; then each gain with its 95% interval."""
     kinds = [k for k in kinds if k in rows[0]]
     names = (
         {**NAMES, "reference": "TF-IDF + logistic regression"}
@@ -74,6 +74,17 @@ def print_table(rows, kinds=TRANSFER_COLUMNS):
         std = row.get("std", {})
         cells = [f"{100 * row[k]:.1f} ± {100 * std.get(k, 0):.1f}" for k in kinds]
         print(f"| {row['labels']} | " + " | ".join(cells) + " |")
+    print_gains(rows)
+
+
+def print_gains(rows):
+    """Each row's gains with their paired 95% intervals (metrics.json's "gains"), in points."""
+    for row in rows:
+        for pair, entry in row.get("gains", {}).items():
+            low, high = entry["ci95"]
+            print(
+                f"N={row['labels']}: {pair.replace('_over_', ' - ')} {entry['points']:+.1f} [{low:+.1f}, {high:+.1f}]"
+            )
 
 
 def interleaved_rates(fits, images_per_epoch, repeats=4):

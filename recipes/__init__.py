@@ -2,6 +2,12 @@
 
 import importlib
 import pkgutil
+import sys
+
+if sys.argv[:1] == ["-m"]:  # `python -m recipes.<job>` is starting: TensorFlow's start-up lines left out
+    from recipes import quiet
+
+    quiet.start(sys.argv[1:])
 
 
 def all_recipes() -> dict:

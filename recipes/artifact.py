@@ -47,7 +47,7 @@ def is_artifact(path):
     try:
         with open(os.path.join(path, MANIFEST), encoding="utf-8") as f:
             manifest = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested too deep to parse
         return False
     return artifact_format(manifest) is not None
 
@@ -198,6 +198,13 @@ class Stage:
             _unlock(self.lock_path, self._lock)
             self._lock = None
 
+    def discard(self):
+        """Remove the staging directory and give back the lock, publishing nothing: for a run that
+        cannot succeed as it is (its training diverged), so that a rerun with other settings starts
+        afresh. What model_dir holds is left as it was."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.release()
+
     def publish(self):
         """Move the finished artifact into model_dir, replacing an old one there (with --overwrite),
         and release the lock."""
@@ -278,6 +285,28 @@ def os_error_line(error, model_dir):
     )
 
 
+class Backup(keras.callbacks.BackupAndRestore):
+    """Keras's `BackupAndRestore` in a stage's backup/, with two changes. Each epoch's weights and
+    training metadata are written beside the last ones and renamed over them, so an interrupt or a
+    kill while they are written leaves the previous epoch's backup whole (a truncated weights file
+    would stop every rerun). And the backup is kept after training: a run stopped while exporting
+    resumes after its last epoch instead of training again; `Stage.publish` removes it."""
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir, delete_checkpoint=False)
+
+    def _save_model(self):
+        final = self._weights_path, self._training_metadata_path
+        staged = os.path.join(self.backup_dir, "next.weights.h5"), final[1] + ".next"
+        self._weights_path, self._training_metadata_path = staged
+        try:
+            super()._save_model()
+        finally:
+            self._weights_path, self._training_metadata_path = final
+        for source, destination in zip(staged, final):
+            os.replace(source, destination)
+
+
 def export_saved_model(path, model, endpoints):
     """Write `model` as a SavedModel with `endpoints`: {name: (fn, [TensorSpec])}."""
     archive = keras.export.ExportArchive()
@@ -309,7 +338,7 @@ def read_json(path):
     try:
         with open(path) as f:
             return json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
 
 

@@ -20,20 +20,33 @@ from zoo.errors import ZooError
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 ADAPTS = ("auto", "none")
+ALL = "all"  # a label budget: every labelled example of the train split
 
 
-def option(default, help, *, choices=None, minimum=None, below=None, maximum=None, positive=False, nonempty=False):
+def option(
+    default, help, *, choices=None, minimum=None, below=None, maximum=None, positive=False, nonempty=False, words=()
+):
     """A config field: its default, its flag help text, and what values are valid.
 
     Args:
       choices: the allowed values.
+      words: strings a tuple of integers may also hold (the label budgets' `all`); the rules below
+        apply to its integers.
       minimum: the smallest allowed value (of each element, for a tuple).
       below: values must be smaller than this.
       maximum: the largest allowed value.
       positive: values must be greater than 0.
       nonempty: a string or tuple must not be empty.
     """
-    checks = dict(choices=choices, minimum=minimum, below=below, maximum=maximum, positive=positive, nonempty=nonempty)
+    checks = dict(
+        choices=choices,
+        minimum=minimum,
+        below=below,
+        maximum=maximum,
+        positive=positive,
+        nonempty=nonempty,
+        words=words,
+    )
     return dataclasses.field(default=default, metadata={"help": help, **checks})
 
 
@@ -51,21 +64,31 @@ class TransferConfig:
     dataset: str = option(
         "uci_digits",
         "TFDS image dataset with 'image' and 'label' features; "
-        "the default ships with scikit-learn and needs no network. image_folder reads "
-        "--manual_dir/<split>/<class>/*.png|jpg.",
+        "the default ships with scikit-learn and needs no network. cifar10_local reads CIFAR-10 from "
+        "--manual_dir (cifar10-jpeg.tar.gz). image_folder reads your own images: "
+        "--manual_dir/<split>/<class>/<image> or --manual_dir/<class>/<image> (PNG, JPEG, BMP, GIF, WebP).",
         nonempty=True,
     )
     data_dir: str = option("", "TFDS data directory (default: TFDS's own, ~/tensorflow_datasets).")
     manual_dir: str = option(
         "",
         "Directory of locally placed source files, for datasets that read "
-        "them (mnist_idx: MNIST-format IDX files; image_folder: the image folder).",
+        "them (mnist_idx: MNIST-format IDX files; cifar10_local: cifar10-jpeg.tar.gz or its folder; "
+        "image_folder: a folder of train/ and test/ or val/, each "
+        "with one sub-folder per class, or of class folders alone, split by --holdout_fraction).",
     )
     image_size: tuple = option(
         (),
-        "image_folder: height,width every image is resized to (empty: the "
-        "encoder's for recipes.transfer, else the first image's).",
+        "image_folder: height,width every image is resized to, once, when the folder is prepared (empty: "
+        "the encoder's for recipes.transfer, else the first train image's).",
         minimum=1,
+    )
+    holdout_fraction: float = option(
+        0.2,
+        "image_folder of class folders without split folders: the share of each class held out (seeded by "
+        "--seed) as --eval_split; the rest is --train_split.",
+        positive=True,
+        below=1,
     )
     train_split: str = option(
         "train",
@@ -77,7 +100,12 @@ class TransferConfig:
     overwrite: bool = option(False, "Replace an existing --model_dir (a finished artifact or an empty directory).")
     seed: int = option(0, "Random seed for initialisation, shuffling and the labelled draws.")
     label_budgets: tuple = option(
-        (100, 1000), "Comma list of labelled-example counts for the transfer table.", minimum=1, nonempty=True
+        (100, 1000),
+        "Comma list of labelled-example counts for the transfer table; 'all' is every labelled example of "
+        "--train_split, and a budget larger than the split is capped to it (said in one line).",
+        minimum=1,
+        nonempty=True,
+        words=(ALL,),
     )
     transfer_repeats: int = option(
         1, "Seeds per label budget (seed, seed+1, ...); the table reports mean and std.", minimum=1
@@ -112,7 +140,14 @@ class TransferConfig:
         "cnn_classifier_bn",
         "The reference column's network, a cnn_classifier model: cnn_classifier_bn is the zoo's best "
         "CNN from scratch on a few hundred labels.",
-        choices=("cnn_classifier_bn", "cnn_classifier", "cnn_classifier_flat", "cnn_classifier_tiny"),
+        choices=(
+            "cnn_classifier_bn",
+            "cnn_classifier",
+            "cnn_classifier_flat",
+            "cnn_classifier_tiny",
+            "small_resnet",
+            "small_resnet_tiny",
+        ),
     )
     adapt: str = option(
         "auto",
@@ -148,8 +183,11 @@ class TransferConfig:
             if value is None and rule.get("hyperparameter"):
                 continue  # not given: the model's own value
             values = value if isinstance(value, tuple) else (value,)
+            values = tuple(v for v in values if v not in rule.get("words", ()))
             why = None
-            if rule.get("nonempty") and not (value.strip() if isinstance(value, str) else value):
+            if any(isinstance(v, str) for v in values) and not isinstance(value, str):
+                why = "must be integers" + "".join(f" or {w}" for w in rule.get("words", ()))
+            elif rule.get("nonempty") and not (value.strip() if isinstance(value, str) else value):
                 why = "must not be empty"
             elif rule.get("choices") and value not in rule["choices"]:
                 why = f"must be one of {', '.join(map(str, rule['choices']))}"
@@ -230,11 +268,16 @@ def _format(value):
     return str(value)
 
 
-def _parse_int_list(name, values):
+def _parse_int_list(name, values, words=()):
+    """The integers of a comma list (and the `words` it may also hold, as they are)."""
+    items = [str(v).strip() for v in values if str(v).strip()]
     try:
-        return tuple(int(str(v).strip()) for v in values if str(v).strip())
+        return tuple(v.lower() if v.lower() in words else int(v) for v in items)
     except ValueError:
-        raise ZooError(f"--{name}={','.join(map(str, values))}: give a comma list of integers, e.g. 100,1000") from None
+        example = "100,1000" + "".join(f" or {w}" for w in words)
+        raise ZooError(
+            f"--{name}={','.join(map(str, values))}: give a comma list of integers, e.g. {example}"
+        ) from None
 
 
 def define_flags(config_cls, flag_values=None):
@@ -285,7 +328,7 @@ def from_flags(config_cls, flag_values=None):
     for f in dataclasses.fields(config_cls):
         value = fv[f.name].value
         if hints[f.name] is tuple and value is not None:
-            value = _parse_int_list(f.name, value)
+            value = _parse_int_list(f.name, value, f.metadata.get("words", ()))
         values[f.name] = value
     return config_cls(**values)
 

@@ -6,71 +6,77 @@ and the train labels, and hands out tf.data pipelines. The inputs are what the d
 uint8 images, or texts as bytes.
 """
 
+import contextlib
 import dataclasses
 import difflib
-import os
+import logging
 
 import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from recipes import datasets  # noqa: F401  (registers the offline builders)
+from recipes import datasets  # registers the offline builders
 from zoo.errors import ZooError
 
 AUTOTUNE = tf.data.AUTOTUNE
 CACHE_LIMIT_BYTES = 2 << 30  # decoded train splits up to 2 GiB are cached in memory
-IMAGE_FOLDER = "image_folder"  # TFDS's ImageFolder: <manual_dir>/<split>/<class>/<image>
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_FOLDER = "image_folder"  # datasets.ImageFolder: <manual_dir>/<split>/<class>/<image> or <class>/<image>
+IMAGE_SUFFIXES = datasets.IMAGE_SUFFIXES
+HOLDOUT_FRACTION = 0.2  # of each class, the eval split of an image folder without split folders
 
 
-def _split_name(split):
-    """'train[:80%]' -> 'train'."""
-    return split.split("[")[0].strip()
+_NOTICES = ("Using custom data configuration", "Variant folder")  # TFDS's warnings that are not ours to show
 
 
-def check_image_folder(manual_dir, splits, prefix=""):
-    """(channels, (height, width)) of the first image of an image folder, after checking that every
-    split in `splits` has class sub-folders, each with images that all open; a one-line error if not."""
-    from PIL import Image, UnidentifiedImageError
+def _drop_notices(record):
+    """False for TFDS's warnings that a builder has a config of its own (every offline builder has one)
+    and that a dataset is not prepared yet (what `is_prepared()` asks)."""
+    return not str(record.msg).startswith(_NOTICES)
 
-    if not manual_dir:
-        raise ZooError(
-            f"--{prefix}dataset={IMAGE_FOLDER} needs --{prefix}manual_dir=DIR, a folder with "
-            "<split>/<class>/<image> inside (e.g. train/cat/1.png and test/cat/2.png)"
-        )
-    if not os.path.isdir(manual_dir):
-        raise ZooError(f"--{prefix}manual_dir={manual_dir}: no such directory")
-    first = None
-    for split in dict.fromkeys(_split_name(s) for s in splits):
-        root = os.path.join(manual_dir, split)
-        classes = (
-            sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))) if os.path.isdir(root) else []
-        )
-        if not classes:
-            raise ZooError(
-                f"--{prefix}manual_dir={manual_dir}: {split}/ has no class sub-folders; put each "
-                f"class's images in {split}/<class name>/"
-            )
-        for name in classes:
-            images = sorted(f for f in os.listdir(os.path.join(root, name)) if f.lower().endswith(IMAGE_SUFFIXES))
-            if not images:
-                raise ZooError(
-                    f"--{prefix}manual_dir={manual_dir}: class '{name}' of {split}/ has no image "
-                    f"({', '.join(IMAGE_SUFFIXES)}); add images or remove the folder"
-                )
-            for image in images:
-                path = os.path.join(root, name, image)
-                try:
-                    with Image.open(path) as img:
-                        img.load()
-                        first = first or (1 if img.mode in ("L", "1", "I", "I;16") else 3, (img.height, img.width))
-                except (OSError, UnidentifiedImageError) as e:
-                    raise ZooError(
-                        f"--{prefix}manual_dir={manual_dir}: cannot read image '{path}' "
-                        f"({type(e).__name__}); remove or replace it"
-                    ) from None
-    return first
+
+@contextlib.contextmanager
+def _without_notices():
+    """TFDS (absl logging) without the `_NOTICES`; other warnings stay."""
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addFilter(_drop_notices)
+    try:
+        yield
+    finally:
+        absl_logger.removeFilter(_drop_notices)
+
+
+def _quiet_builder(cls, **kwargs):
+    """`cls(**kwargs)`, without TFDS's warning that the config is a custom one."""
+    with _without_notices():
+        return cls(**kwargs)
+
+
+def _is_prepared(builder):
+    with _without_notices():
+        return builder.is_prepared()
+
+
+def _prepare(builder, name, manual_dir, detail=""):
+    """`builder.download_and_prepare()`. An offline builder (recipes.datasets) not yet prepared says one
+    line of ours, "[data] preparing NAME from DIR once ...", in place of TFDS's "Downloading and
+    preparing dataset Unknown size ..." and progress bars; TFDS's warnings stay. A dataset TFDS
+    downloads keeps TFDS's own progress output."""
+    download_config = tfds.download.DownloadConfig(manual_dir=manual_dir or None)
+    if not isinstance(builder, datasets.OFFLINE_BUILDERS) or _is_prepared(builder):
+        builder.download_and_prepare(download_config=download_config)
+        return
+    source = f" from {manual_dir}" if manual_dir else ""
+    print(f"[data] preparing {name}{source} once{detail} ...", flush=True)
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    bars = getattr(tqdm_utils, "_active", True)
+    tfds.display_progress_bar(False)
+    builder._log_download_bytes = builder._log_download_done = lambda: None  # TFDS's two printed lines
+    try:
+        builder.download_and_prepare(download_config=download_config)
+    finally:
+        tfds.display_progress_bar(bars)
 
 
 def make_builder(name, data_dir="", manual_dir="", prefix=""):
@@ -79,7 +85,7 @@ def make_builder(name, data_dir="", manual_dir="", prefix=""):
     try:
         cls = tfds.builder_cls(name.split("/")[0].split(":")[0])
         if hasattr(cls, "config_for_manual_dir"):
-            return cls(config=cls.config_for_manual_dir(manual_dir), data_dir=data_dir)
+            return _quiet_builder(cls, config=cls.config_for_manual_dir(manual_dir), data_dir=data_dir)
         return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
         known = tfds.list_builders(with_community_datasets=False)
@@ -119,24 +125,39 @@ def _image_shape(name, image, prefix, image_size):
     return shape
 
 
-def balanced_sample(labels, n, num_classes, seed, what="--label_budgets"):
+def balanced_sample(labels, n, num_classes, seed):
     """Indices of a class-balanced, seeded sample of `n` examples.
 
-    Each class gets n // num_classes; the remainder goes to randomly chosen classes.
+    Each class gets n // num_classes; the remainder goes to randomly chosen classes. A class with
+    fewer examples than its share gives all it has and the others share the rest (as balanced as the
+    labels allow); n of at least the number of labelled examples is every one of them. A label of -1
+    (a class left out of the task, see `Data.restrict`) is never drawn.
     """
+    labels = np.asarray(labels)
+    if n >= np.sum(labels >= 0):
+        return np.flatnonzero(labels >= 0)
     rng = np.random.default_rng(seed)
     quota = np.full(num_classes, n // num_classes)
     quota[rng.choice(num_classes, n % num_classes, replace=False)] += 1
-    picks = []
-    for c in range(num_classes):
-        pool = np.flatnonzero(labels == c)
-        if len(pool) < quota[c]:
-            raise ZooError(
-                f"{what}: a class-balanced draw of {n} needs {quota[c]} examples of class {c}, "
-                f"but the training split has {len(pool)}; use a smaller budget"
-            )
-        picks.append(rng.choice(pool, quota[c], replace=False))
+    counts = np.bincount(labels[labels >= 0], minlength=num_classes)[:num_classes]
+    if np.any(quota > counts):
+        quota = _filled_quota(counts, n, rng)
+    picks = [rng.choice(np.flatnonzero(labels == c), quota[c], replace=False) for c in range(num_classes)]
     return np.sort(np.concatenate(picks))
+
+
+def _filled_quota(counts, n, rng):
+    """Per-class counts summing to n, none above `counts`, as equal as they allow (water-filling);
+    the remainder of an uneven share goes to randomly chosen classes."""
+    quota = np.zeros_like(counts)
+    while quota.sum() < n:
+        open_ = np.flatnonzero(quota < counts)
+        share = (n - quota.sum()) // len(open_)
+        if share == 0:
+            quota[rng.choice(open_, n - quota.sum(), replace=False)] += 1
+            break
+        quota[open_] = np.minimum(quota[open_] + share, counts[open_])
+    return quota
 
 
 def augmenter(seed):
@@ -206,7 +227,6 @@ class Data:
     eval_inputs: np.ndarray
     eval_labels: np.ndarray
     label_map: np.ndarray | None = None  # dataset label -> label here (-1: left out), after `restrict`
-    resize: tuple | None = None  # (height, width) every image is resized to as it is read
     feature: str = "image"
     unlabelled_split: str = ""  # read by pretraining only
     num_unlabelled: int = 0
@@ -229,9 +249,8 @@ class Data:
         return {"shape": list(self.image_shape), "dtype": "uint8", "range": [0, 255]}
 
     def examples(self, split, **kwargs):
-        """`builder.as_dataset(split)`, images resized to `image_shape` where the dataset's vary."""
-        ds = self.builder.as_dataset(split=split, **kwargs)
-        return ds.map(_resizer(self.resize), num_parallel_calls=AUTOTUNE) if self.resize else ds
+        """`builder.as_dataset(split)`."""
+        return self.builder.as_dataset(split=split, **kwargs)
 
     @property
     def num_train(self):
@@ -365,14 +384,6 @@ class Data:
         return {key: (inputs[[position[int(i)] for i in idx]], self.train_labels[idx]) for key, idx in draws.items()}
 
 
-def _resizer(size):
-    def resize(example):
-        image = tf.image.resize(example["image"], size, antialias=True)
-        return {**example, "image": tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)}
-
-    return resize
-
-
 def _split_info(name, builder, flag, split):
     try:
         return builder.info.splits[split].num_examples
@@ -429,32 +440,52 @@ def load_data(config, prepare=True, prefix="", reads=None, reader=""):
     kind is one line, before anything is prepared or downloaded.
     """
     image_size = tuple(config.image_size)
+    detail = ""
     if config.dataset == IMAGE_FOLDER:
-        channels, first_size = check_image_folder(config.manual_dir, (config.train_split, config.eval_split), prefix)
-        image_size = image_size or first_size
-        builder = tfds.folder_dataset.ImageFolder(config.manual_dir, shape=(None, None, channels))
+        folder = datasets.image_folder_plan(
+            config.manual_dir,
+            config.train_split,
+            config.eval_split,
+            image_size,
+            seed=config.seed,
+            holdout_fraction=getattr(config, "holdout_fraction", HOLDOUT_FRACTION),
+            prefix=prefix,
+        )
+        for line in folder.notes:
+            print(line, flush=True)
+        config = dataclasses.replace(config, eval_split=folder.eval_split)  # val/ in place of a missing test/
+        image_size = folder.config.image_shape[:2]
+        detail = f" ({folder.num_images} images)"
+
+        def new_builder():
+            return _quiet_builder(datasets.ImageFolder, config=folder.config, data_dir=config.data_dir or None)
+
     else:
-        builder = make_builder(config.dataset, config.data_dir, config.manual_dir, prefix)
+
+        def new_builder():
+            return make_builder(config.dataset, config.data_dir, config.manual_dir, prefix)
+
+    builder = new_builder()
     feature, image_shape, num_classes, class_names = check_dataset(config.dataset, builder.info, prefix, image_size)
     kind = "texts" if image_shape is None else "images"
     if reads and kind != reads:
-        example = "mnist or image_folder" if reads == "images" else "imdb_reviews, imdb_local or text_folder"
+        example = (
+            "mnist, cifar10_local or image_folder" if reads == "images" else "imdb_reviews, imdb_local or text_folder"
+        )
         raise ZooError(
             f"--{prefix}dataset={config.dataset} holds {kind}, but {reader} reads {reads}: "
             f"give a dataset of {reads}, such as {example}"
         )
-    if prepare and config.dataset != IMAGE_FOLDER:  # an image folder is read as it is
+    if prepare or config.dataset == IMAGE_FOLDER:  # an image folder is only read from its prepared copy
         try:
-            builder.download_and_prepare(
-                download_config=tfds.download.DownloadConfig(manual_dir=config.manual_dir or None)
-            )
+            _prepare(builder, config.dataset, config.manual_dir, detail)
         except ZooError:
             raise
         except Exception as e:  # TFDS raises many kinds for a missing network or files
             # Another process (a worker of the same multi-worker run) may have prepared it meanwhile:
             # both wrote a copy, the first renamed it into place, the second's rename failed.
-            builder = make_builder(config.dataset, config.data_dir, config.manual_dir, prefix)
-            if not (isinstance(e, FileExistsError) and builder.is_prepared()):
+            builder = new_builder()
+            if not (isinstance(e, FileExistsError) and _is_prepared(builder)):
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise ZooError(
                     f"--{prefix}dataset={config.dataset}: could not prepare it ({type(e).__name__}: {first}); "
@@ -477,7 +508,6 @@ def load_data(config, prepare=True, prefix="", reads=None, reader=""):
         train_labels=np.zeros(0, np.int64),
         eval_inputs=np.zeros((0, *(image_shape or ())), np.uint8 if image_shape else object),
         eval_labels=np.zeros(0, np.int64),
-        resize=image_shape[:2] if config.dataset == IMAGE_FOLDER else None,
         feature=feature,
         unlabelled_split=unlabelled,
     )

@@ -57,12 +57,15 @@ from recipes import figures, flow
 from recipes.config import TransferConfig, new_default, option
 from recipes.data import augment_uint8, augmenter, labelled_dataset
 from recipes.downstream import Downstream, recalibrate_batchnorm, summarise
+from recipes.intervals import describe, word
 from recipes.transfer import from_saved_run
 from zoo.errors import ZooError
 from zoo.heads import classifier_on
 
 MODULE = "recipes.distill"
 COLUMNS = ("teacher", "pseudo_labels", "student", "scratch", "reference", "ceiling")
+# The gains a row gives with their paired 95% intervals (recipes.intervals).
+GAINS = (("student", "teacher"), ("student", "scratch"), ("student", "reference"), ("teacher", "scratch"))
 # A hard label as logits: softmax(HARD_LOGIT * one_hot / T) is one-hot in float32 for any T <= 100.
 HARD_LOGIT = 1e4
 
@@ -316,7 +319,7 @@ def distill_table(run, subsets, pool):
     """The table (one row per budget, mean and spread over seeds) and the kept student with its
     description: the largest budget's first seed."""
     c = run.config
-    budgets, seeds = c.label_budgets, sorted({seed for _, seed in subsets})
+    budgets, seeds = sorted({n for n, _ in subsets}), sorted({seed for _, seed in subsets})
     flow.say(f"  distillation: {len(budgets)} budgets x {len(seeds)} seeds x {c.rounds} round(s), pool {len(pool)}")
     downstream = Downstream(c, run.target, run.strategy)
     ceilings, table, kept = {}, [], None
@@ -334,7 +337,7 @@ def distill_table(run, subsets, pool):
             if n == max(budgets) and kept is None:
                 kept = (student, {"labels": n, "seed": seed, "eval_accuracy": cell["student"], "rounds": c.rounds})
             runs.append({"seed": seed, **cell})
-        row = summarise(n, runs)
+        row = summarise(n, runs, pairs=GAINS)
         if "reference" in row:
             row["reference_model"] = downstream.reference_model
         table.append(row)
@@ -345,12 +348,18 @@ def distill_table(run, subsets, pool):
 
 
 def gap_closed(row):
-    """One line: the columns, and how much of the gap between teacher and ceiling the student closed."""
+    """One line: the columns, whether the student beat its teacher (with the gain's 95% interval:
+    "beat" only when it lies above 0, "fell below" when below 0, else "no clear difference from"),
+    and how much of the gap between teacher and ceiling the student closed."""
     shown = ", ".join(f"{k} {row[k]:.1%}" for k in COLUMNS if k in row)
     line = f"N={row['labels']}: {shown}"
-    gain = round(100 * (row["student"] - row["teacher"]), 1) + 0.0  # as shown (+ 0.0: never "-0.0")
-    verdict = "beat" if gain > 0 else "tied with" if gain == 0 else "did not beat"
-    line += f" -> the student {verdict} its teacher ({gain:+.1f} points)"
+    entry = row.get("gains", {}).get("student_over_teacher")
+    verdict = word(entry, above="beat", below="fell below", neither="showed no clear difference from")
+    if entry is None:  # a table without per-example results (older metrics.json)
+        gain = round(100 * (row["student"] - row["teacher"]), 1) + 0.0  # as shown (+ 0.0: never "-0.0")
+        line += f" -> the student {verdict} its teacher ({gain:+.1f} points, no interval)"
+    else:
+        line += f" -> the student {verdict} its teacher ({describe(entry, 'the teacher')})"
     if "ceiling" in row:
         gap = row["ceiling"] - row["teacher"]
         if gap > 0:
@@ -368,9 +377,8 @@ def pool_inputs(data):
     return np.concatenate([pool, data.unlabelled_inputs()]) if data.unlabelled_split else pool
 
 
-def check_pool(config, data):
-    """Distillation needs examples beyond the labelled ones; one line if the train split has none."""
-    largest = max(config.label_budgets)
+def check_pool(config, data, largest):
+    """Distillation needs examples beyond the `largest` budget's labelled ones; one line if there are none."""
     if data.num_train <= largest:
         raise ZooError(
             f"--train_split={config.train_split} has {data.num_train} {data.kind}, no more than the {largest} "
@@ -400,8 +408,8 @@ def run(config: Config) -> dict:
         )
     else:
         flow.say(f"[distill] student: {config.student}, from random weights")
-    check_pool(config, data)
-    subsets = flow.labelled_draws(config, data)
+    subsets = flow.labelled_draws(config, data, "distill")
+    check_pool(config, data, max(n for n, _ in subsets))
     ctx = flow.Run(config, data, data, strategy, flow.resolve_precision(config.precision), model_config)
     ctx.state["tokenisation"] = tokens
     flow.say(f"[distill] precision {ctx.precision}{' (auto)' if config.precision == 'auto' else ''}")

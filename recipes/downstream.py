@@ -14,6 +14,7 @@ import numpy as np
 
 import zoo
 from recipes.data import labelled_dataset
+from recipes.intervals import Accuracy, describe, gain_entry, word
 from zoo.heads import AdaptImages, adaptation, classifier_on
 
 KNN_TEMPERATURE = 0.07  # of the cosine votes, as Wu et al. (2018) and DINO's k-NN evaluation use it
@@ -22,12 +23,13 @@ TFIDF_CS = (0.1, 1.0, 10.0, 100.0, 1000.0)  # inverse regularisation strengths t
 
 
 def accuracy(model, images, labels, batch_size=1000):
-    """Eval accuracy, in eager batches (`predict` would trace anew for every classifier)."""
-    correct = 0
+    """Eval accuracy (an `Accuracy`: it keeps which examples were right), in eager batches
+    (`predict` would trace anew for every classifier)."""
+    correct = []
     for start in range(0, len(images), batch_size):
         logits = model(images[start : start + batch_size], training=False)
-        correct += int(np.sum(np.argmax(logits, axis=-1) == labels[start : start + batch_size]))
-    return correct / len(images)
+        correct.append(np.argmax(logits, axis=-1) == labels[start : start + batch_size])
+    return Accuracy(np.concatenate(correct) if correct else [])
 
 
 def walk_layers(model):
@@ -80,8 +82,8 @@ def recalibrate_batchnorm(model, images, max_examples=2048, seed=0):
 def knn_accuracy(
     train_features, train_labels, eval_features, eval_labels, num_classes, k=20, temperature=KNN_TEMPERATURE, chunk=1024
 ):
-    """Eval accuracy of a weighted k-NN classifier on L2-normalised features: each of the k most
-    cosine-similar training examples votes for its class with weight exp(similarity / temperature)."""
+    """Eval accuracy (an `Accuracy`) of a weighted k-NN classifier on L2-normalised features: each of
+    the k most cosine-similar training examples votes for its class with weight exp(similarity / temperature)."""
 
     def unit(x):
         x = np.asarray(x, np.float64)
@@ -89,15 +91,15 @@ def knn_accuracy(
 
     train, labels = unit(train_features), np.asarray(train_labels)
     k = min(k, len(train))
-    correct = 0
+    correct = []
     for start in range(0, len(eval_features), chunk):
         similarity = unit(eval_features[start : start + chunk]) @ train.T
         nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
         weights = np.exp(np.take_along_axis(similarity, nearest, axis=1) / temperature)
         votes = np.zeros((len(similarity), num_classes))
         np.add.at(votes, (np.arange(len(similarity))[:, None], labels[nearest]), weights)
-        correct += int(np.sum(np.argmax(votes, axis=1) == eval_labels[start : start + chunk]))
-    return correct / len(eval_features)
+        correct.append(np.argmax(votes, axis=1) == eval_labels[start : start + chunk])
+    return Accuracy(np.concatenate(correct) if correct else [])
 
 
 def features(encoder, images, batch_size=1000):
@@ -285,7 +287,7 @@ class Downstream:
             }
             c = max(scores, key=scores.get)
         model = LogisticRegression(C=c, max_iter=2000).fit(features, labels)
-        return float(np.mean(model.predict(eval_features) == self.data.eval_labels))
+        return Accuracy(model.predict(eval_features) == self.data.eval_labels)
 
     def scratch(self, images, labels, seed, build_encoder, role="scratch"):
         """A randomly initialised encoder + the same head, trained end to end with the
@@ -319,26 +321,55 @@ def _assign(targets, sources):
         target.assign(source.value if isinstance(source, keras.Variable) else source)
 
 
-def summarise(budget, runs):
-    """One row of the table: means, and the spread when there are several seeds."""
+def summarise(budget, runs, pairs=None):
+    """One row of the table: means, the spread when there are several seeds, and `gains`: each
+    (better, worse) pair of `pairs` (by default every pretrained column over scratch and over the
+    reference) with its paired 95% interval (`recipes.intervals`), in points."""
     kinds = [k for k in runs[0] if k != "seed"]
     row = {"labels": budget}
     row.update({k: float(np.mean([r[k] for r in runs])) for k in kinds})
     if len(runs) > 1:
         row["std"] = {k: float(np.std([r[k] for r in runs])) for k in kinds}
+    if pairs is None:
+        pairs = [(p, base) for p in PRETRAINED for base in ("scratch", "reference")]
+    gains = {}
+    for better, worse in pairs:
+        if better in kinds and worse in kinds:
+            entry = gain_entry([r[better] for r in runs], [r[worse] for r in runs])
+            if entry is not None:
+                gains[f"{better}_over_{worse}"] = entry
+    if gains:
+        row["gains"] = gains
     row["runs"] = runs
     return row
 
 
+def best_pretrained(row):
+    """The pretrained column (frozen, finetune or knn) with the highest mean in `row`."""
+    return max((k for k in PRETRAINED if k in row), key=lambda k: row[k])
+
+
 def verdict(row):
-    """One line saying whether pretraining helped at this budget: over the same network from
-    scratch, and over the reference (the small CNN, or for texts TF-IDF) when the row has it."""
+    """One line saying whether pretraining helped at this budget: the best pretrained column over the
+    same network from scratch, and over the reference (the small CNN, or for texts TF-IDF) when the
+    row has it, each gain with its 95% interval. "helped" only when the interval over scratch lies
+    above 0, "hurt" when it lies below, else "no clear difference"."""
     shown = [k for k in ("frozen", "finetune", "knn", "scratch", "reference") if k in row]
-    best = max((k for k in PRETRAINED if k in row), key=lambda k: row[k])
-    gain = 100 * (row[best] - row["scratch"])
-    word = "helped" if gain > 0 else "did not help"
-    versus = f"{best} {gain:+.1f} points over scratch"
-    if "reference" in row:
-        name = "TF-IDF reference" if row.get("reference_model") == "tfidf_logreg" else "reference CNN"
-        versus += f", {100 * (row[best] - row['reference']):+.1f} over the {name}"
-    return f"N={row['labels']}: " + ", ".join(f"{k} {row[k]:.1%}" for k in shown) + f" -> pretraining {word} ({versus})"
+    best = best_pretrained(row)
+    gains = row.get("gains", {})
+    versus = []
+    for base in ("scratch", "reference"):
+        if base not in row:
+            continue
+        name = base
+        if base == "reference":
+            name = "the TF-IDF reference" if row.get("reference_model") == "tfidf_logreg" else "the reference CNN"
+        entry = gains.get(f"{best}_over_{base}")
+        if entry is None:  # a table without per-example results (older metrics.json)
+            versus.append(f"{100 * (row[best] - row[base]):+.1f} points over {name}, no interval")
+        else:
+            versus.append(describe(entry, name))
+    scratch = gains.get(f"{best}_over_scratch")
+    said = {"helped": "pretraining helped", "hurt": "pretraining hurt"}.get(word(scratch), "no clear difference")
+    scores = ", ".join(f"{k} {row[k]:.1%}" for k in shown)
+    return f"N={row['labels']}: {scores} -> {said} ({best} {'; '.join(versus)})"

@@ -27,8 +27,16 @@ import tensorflow as tf
 
 import zoo
 from recipes import figures
-from recipes.artifact import Stage, check_model_dir, check_writable_dir, export_saved_model, write_json
-from recipes.config import RecipeConfig, as_dict, define_flags, from_flags, to_flagfile
+from recipes.artifact import (
+    Backup,
+    Stage,
+    check_model_dir,
+    check_writable_dir,
+    export_saved_model,
+    read_json,
+    write_json,
+)
+from recipes.config import ALL, RecipeConfig, as_dict, define_flags, from_flags, to_flagfile
 from recipes.data import Data, load_data
 from recipes.downstream import Downstream, recalibrate_batchnorm, summarise, verdict
 from recipes.downstream import features as downstream_features
@@ -370,7 +378,7 @@ def run(recipe, config):
     check_destinations(config)
     say(f"[{recipe.family}] dataset {config.dataset} ({config.train_split} / {config.eval_split})")
     ctx = prepare(recipe, config)
-    subsets = labelled_draws(config, ctx.target)
+    subsets = labelled_draws(config, ctx.target, recipe.family)
     adapted = check_adaptation(config, ctx.target, ctx.source.image_shape or (), recipe.family)
     chosen = " (auto)" if config.precision == "auto" else ""
     say(
@@ -415,21 +423,40 @@ def check_destinations(config):
     check_writable_dir("data_dir", config.data_dir)
 
 
-def labelled_draws(config, data):
-    """{(n, seed): (images, labels)} of every budget and seed, drawn from `data`'s train split
-    before any training; a budget larger than the split is one line."""
+def label_budgets(config, data):
+    """The label budgets of `config` on `data`'s train split, in increasing order: `all` is the whole
+    split, and a budget larger than the split is capped to it; returns (budgets, notes), a note
+    saying each budget that changed."""
+    budgets, notes = [], []
+    for n in config.label_budgets:
+        if n == ALL:
+            used = data.num_train
+        elif n > data.num_train:
+            used = data.num_train
+            notes.append(
+                f"--label_budgets: {n} is more than the {data.num_train} labelled {data.kind} of "
+                f"--train_split={data.train_split}; using all {used}"
+            )
+        else:
+            used = n
+        if used not in budgets:
+            budgets.append(used)
+    return sorted(budgets), notes
+
+
+def labelled_draws(config, data, name=""):
+    """{(n, seed): (inputs, labels)} of every budget and seed (`label_budgets`: capped to the train
+    split, `all` the whole of it; each cap said in one line), drawn from `data`'s train split before
+    any training."""
     if config.augment and data.kind == "texts":
         raise ZooError(
             f"--augment: random translation, rotation and zoom are for images; --dataset={data.name} holds texts"
         )
-    for n in config.label_budgets:
-        if n > data.num_train:
-            raise ZooError(
-                f"--label_budgets: {n} is more than the {data.num_train} examples of the "
-                f"target task in --train_split={data.train_split}; use a smaller budget"
-            )
+    budgets, notes = label_budgets(config, data)
+    for note in notes:
+        say(f"[{name}] {note}" if name else note)
     seeds = [config.seed + i for i in range(config.transfer_repeats)]
-    return data.labelled_subsets(config.label_budgets, seeds)
+    return data.labelled_subsets(budgets, seeds)
 
 
 def finish(run, name, metrics, start, table="transfer", line=verdict):
@@ -447,8 +474,36 @@ def finish(run, name, metrics, start, table="transfer", line=verdict):
     return metrics
 
 
+class Diverged(ZooError):
+    """Pretraining's loss became NaN or infinite: the run stops and publishes nothing."""
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Raises `Diverged` at the first logged loss (a value named `*loss`: `loss`, `val_loss`, the DCGAN's
+    `d_loss`...) that is NaN or infinite, after any batch or epoch. Keras's `TerminateOnNaN` only ends
+    training, and the run would go on to export and transfer a broken encoder."""
+
+    epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(logs)
+
+    def _check(self, logs):
+        for name, value in (logs or {}).items():
+            if name.endswith("loss") and np.size(value) == 1 and not np.isfinite(np.asarray(value, np.float64)):
+                raise Diverged(f"in epoch {self.epoch + 1} of {self.params.get('epochs')} ({name} is {float(value)})")
+
+
 def pretrain(recipe, run):
-    """Build in the strategy's scope and fit, resumable; returns the model and its eval metrics."""
+    """Build in the strategy's scope and fit, resumable; returns the model and its eval metrics.
+    A loss that is not finite ends the run with one line, its stage discarded: nothing is published,
+    and a rerun with other settings (a lower learning rate) starts afresh."""
     config, data, stage = run.config, run.source, run.stage
     started = time.time()
     with run.strategy.scope():
@@ -461,29 +516,46 @@ def pretrain(recipe, run):
     )
     example = recipe.pretrain_example(run)
     throughput = Throughput(data.num_pretrain)
-    model.fit(
-        data.pretrain_dataset(
-            example, config.batch_size, config.seed, drop_remainder=run.strategy.num_replicas_in_sync > 1
-        ),
-        validation_data=data.eval_dataset(example, config.batch_size),
-        epochs=config.epochs,
-        callbacks=[
-            keras.callbacks.BackupAndRestore(stage.backup_dir),
-            keras.callbacks.TensorBoard(stage / "logs"),
-            keras.callbacks.CSVLogger(stage / HISTORY, append=True),
-            throughput,
-            *recipe.callbacks(run, model),
-        ],
-        shuffle=False,  # the pipeline shuffles
-        verbose=1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2,  # bars only where they draw
-    )
+    try:
+        model.fit(
+            data.pretrain_dataset(
+                example, config.batch_size, config.seed, drop_remainder=run.strategy.num_replicas_in_sync > 1
+            ),
+            validation_data=data.eval_dataset(example, config.batch_size),
+            epochs=config.epochs,
+            callbacks=[
+                StopOnDivergence(),  # first: no other callback sees a diverged epoch
+                Backup(stage.backup_dir),  # kept until publishing: an interrupted export resumes after training
+                keras.callbacks.TensorBoard(stage / "logs"),
+                keras.callbacks.CSVLogger(stage / HISTORY, append=True),
+                throughput,
+                *recipe.callbacks(run, model),
+            ],
+            shuffle=False,  # the pipeline shuffles
+            verbose=1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2,  # bars only where they draw
+        )
+    except Diverged as e:
+        stage.discard()
+        lower = f"lower --learning_rate (it is {config.learning_rate:g})"
+        if run.precision != "float32":
+            lower += " or use --precision=float32"
+        raise Diverged(
+            f"pretraining diverged {e}; {lower} and run again; --model_dir={config.model_dir} was left as it was"
+        ) from None
+    # A rerun that resumed after the last epoch trained none: the speed is the one measured before.
+    measured = os.path.join(stage.backup_dir, "throughput.json")
+    per_second = throughput.images_per_second()
+    if per_second is None:
+        per_second = read_json(measured).get("images_per_second")
+    elif os.path.isdir(stage.backup_dir):
+        write_json(measured, {"images_per_second": per_second})
     # With few steps per epoch, BatchNorm's moving averages lag far behind the weights
     # (uci_digits: 90 steps left a classifier at chance); set them from clean train images.
     images, _ = next(iter(data.pretrain_dataset(_unchanged, RECALIBRATION_IMAGES, config.seed)))
     with run.strategy.scope():
         recipe.recalibrate(run, model, images)
     metrics = recipe.evaluate(run, model)
-    metrics.update(recipe.throughput(run, model, throughput.images_per_second()))
+    metrics.update(recipe.throughput(run, model, per_second))
     history = _history(stage / HISTORY)
     if history:
         figures.training_curves(history, stage / "figures/curves.png", f"{config.model} on {config.dataset}")
@@ -591,7 +663,7 @@ def transfer_table(run, subsets, load_pretrained, build_scratch, title):
     """The transfer table on `run.target` and the fine-tuned classifier of the largest budget's first
     seed; writes `figures/transfer.png`."""
     config = run.config
-    budgets, seeds = config.label_budgets, sorted({seed for _, seed in subsets})
+    budgets, seeds = sorted({n for n, _ in subsets}), sorted({seed for _, seed in subsets})
     kinds = "frozen, finetune, knn, scratch" + (", reference" if config.reference else "")
     say(f"  transfer: {len(budgets)} budgets x {len(seeds)} seeds x ({kinds})")
     downstream = Downstream(config, run.target, run.strategy)

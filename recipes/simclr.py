@@ -152,7 +152,7 @@ class Simclr(flow.Recipe):
         )
         if not config.probe:
             return [decay]
-        n = min(config.label_budgets)
+        n = flow.label_budgets(config, data)[0][0]  # the smallest, capped to the split
         labelled = data.labelled_subsets((n,), (config.seed,))[(n, config.seed)]
         return [
             decay,

@@ -46,13 +46,15 @@ class Config(TransferConfig):
 
 def source_run(path, flag="encoder_dir"):
     """The manifest of the run at `path` and its encoder, frozen; one line naming --`flag` if either
-    is missing or broken."""
+    is missing or broken. What the job reads of the manifest is checked here, before anything is
+    written: its fields' types, and that its `model_config` builds (the scratch column builds it)."""
     if not os.path.isdir(path):
         raise ZooError(f"--{flag}={path}: no such directory; give the --model_dir of a finished run")
     try:
         manifest = zoo.read_manifest(path)
         if "model" not in manifest or "model_config" not in manifest:
             raise ZooError(f"'{path}/manifest.json' names no model: it is not a pretraining run")
+        zoo.loading.check_run_manifest(manifest, os.path.join(path, zoo.loading.MANIFEST))
         return manifest, zoo.load_encoder(path, trainable=False)
     except ZooError as e:
         raise ZooError(f"--{flag}={path}: {e}") from None
@@ -91,7 +93,7 @@ def run(config: Config) -> dict:
     config, strategy, manifest, encoder, data, adapted = from_saved_run(
         config, config.encoder_dir, "encoder_dir", "transfer"
     )
-    subsets = flow.labelled_draws(config, data)
+    subsets = flow.labelled_draws(config, data, "transfer")
     ctx = flow.Run(config, data, data, strategy, flow.resolve_precision(config.precision))
     ctx.stage = flow.open_stage(ctx, MODULE)
 

@@ -78,15 +78,22 @@ def test_unknown_split_is_named(tfds_dir):
         load_data(RecipeConfig(data_dir=tfds_dir, eval_split="validation"))
 
 
-def test_balanced_sample_is_balanced_seeded_and_checked():
+def test_balanced_sample_is_balanced_seeded_and_as_even_as_the_labels_allow():
     labels = np.repeat(np.arange(10), 30)
     idx = balanced_sample(labels, 105, 10, seed=3)
     counts = np.bincount(labels[idx], minlength=10)
     assert len(set(idx)) == 105 and counts.min() == 10 and counts.max() == 11
     np.testing.assert_array_equal(idx, balanced_sample(labels, 105, 10, seed=3))
     assert not np.array_equal(idx, balanced_sample(labels, 105, 10, seed=4))
-    with pytest.raises(ZooError, match="needs 31 examples of class"):
-        balanced_sample(labels, 310, 10, seed=0)
+    np.testing.assert_array_equal(balanced_sample(labels, 300, 10, seed=0), np.arange(300))  # all of them
+    left_out = np.where(labels < 5, -1, labels - 5)  # classes 0-4 left out of the task, as `restrict` marks them
+    np.testing.assert_array_equal(balanced_sample(left_out, 500, 5, seed=0), np.arange(150, 300))
+    assert np.bincount(left_out[balanced_sample(left_out, 50, 5, seed=0)]).tolist() == [10] * 5
+    uneven = np.repeat(np.arange(3), (5, 40, 40))  # class 0 cannot give its share of 60
+    idx = balanced_sample(uneven, 61, 3, seed=1)  # 5 of class 0, the other 56 shared
+    assert len(set(idx)) == 61 and np.bincount(uneven[idx], minlength=3).tolist() == [5, 28, 28]
+    counts = np.bincount(uneven[balanced_sample(uneven, 62, 3, seed=1)], minlength=3)
+    assert counts[0] == 5 and sorted(counts[1:].tolist()) == [28, 29]
 
 
 def test_augmentation_changes_images_but_not_labels():

@@ -52,14 +52,20 @@ def test_pseudo_targets_soft_hard_and_confident():
     assert keep.all()
 
 
-def test_the_closing_line_says_beat_tied_or_not_as_the_points_it_shows():
-    row = dict(labels=100, teacher=0.735, student=0.7354, ceiling=0.836)
-    assert "the student tied with its teacher (+0.0 points) and closed 0% of the gap" in distill.gap_closed(row)
-    assert "the student beat its teacher (+1.0 points) and closed 10% of the gap" in distill.gap_closed(
-        {**row, "student": 0.745}
+def test_the_closing_line_says_beat_only_when_the_interval_lies_above_zero():
+    row = dict(labels=100, teacher=0.735, student=0.745, ceiling=0.836)
+    gains = lambda low, high: {"gains": {"student_over_teacher": {"points": 1.0, "ci95": [low, high]}}}  # noqa: E731
+    assert (
+        "the student beat its teacher (+1.0 points over the teacher, 95% CI +0.2 to +1.8) and closed 10% of the gap"
+        in (distill.gap_closed({**row, **gains(0.2, 1.8)}))
     )
-    assert "did not beat its teacher (-1.0 points)" in distill.gap_closed({**row, "student": 0.725})
-    assert "tied with its teacher (+0.0 points) and closed 0% of" in distill.gap_closed({**row, "student": 0.7349})
+    assert "the student showed no clear difference from its teacher (+1.0 points over the teacher, 95% CI -0.5" in (
+        distill.gap_closed({**row, **gains(-0.5, 2.5)})
+    )
+    assert "the student fell below its teacher" in distill.gap_closed({**row, "student": 0.725, **gains(-1.9, -0.1)})
+    # a row without intervals (an older metrics.json) claims nothing
+    assert "showed no clear difference from its teacher (+1.0 points, no interval)" in distill.gap_closed(row)
+    assert "closed 0% of" in distill.gap_closed({**row, "student": 0.7349})
     assert "(the teacher is at or above the ceiling)" in distill.gap_closed({**row, "ceiling": 0.70})
 
 

@@ -2,9 +2,11 @@
 nothing written or deleted.
 
 The fault table runs each recipe's command line (`python -m recipes.<family>`) on input it must
-refuse before any training, and `zoo.load_encoder` (in process) on broken and foreign artifacts.
+refuse before any training or that makes training diverge, `zoo.load_encoder` (in process) on broken
+and foreign artifacts, and recipes.transfer and recipes.distill on a run whose manifest was edited.
 The rest: --overwrite replaces only an artifact, one run per model_dir (a lock a killed run cannot
-leave stuck), a run killed with SIGKILL resumes, and the same flags give the same metrics.
+leave stuck), a run killed with SIGKILL or interrupted with Ctrl-C (SIGINT) while it trains or exports
+resumes, and the same flags give the same metrics.
 """
 
 import csv
@@ -59,10 +61,38 @@ def tiny_flags(family, **changes):
     ]
 
 
-def cli(family, args, cwd, *, data_dir=None, wait=True):
-    """`python -m recipes.<family> args` in `cwd`, as a user runs it."""
+PAUSE = """
+import os, runpy, signal, sys, time
+import keras
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's background job ignores SIGINT: not this one
+method, where, nth, marker, module = sys.argv[1:6]
+del sys.argv[1:6]
+original, calls = getattr(keras.Model, method), []
+def paused(self, filepath, *args, **kwargs):
+    original(self, filepath, *args, **kwargs)
+    if where in os.fspath(filepath):
+        calls.append(filepath)
+        if len(calls) == int(nth):
+            if method == "save_weights":  # as if the signal came while the file was written
+                os.truncate(filepath, os.path.getsize(filepath) // 2)
+            open(marker, "w").close()
+            time.sleep(240)
+setattr(keras.Model, method, paused)
+sys.argv[0] = module
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+def cli(family, args, cwd, *, data_dir=None, wait=True, pause=None):
+    """`python -m recipes.<family> args` in `cwd`, as a user runs it. `pause=(method, where, nth, marker)`
+    runs the same main through PAUSE: the `nth` call of `keras.Model.<method>` on a path holding `where`
+    creates the file `marker` and sleeps, for a signal to arrive there."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO}
-    command = [sys.executable, "-m", f"recipes.{family}", *([f"--data_dir={data_dir}"] if data_dir else []), *args]
+    flags = [*([f"--data_dir={data_dir}"] if data_dir else []), *args]
+    if pause:
+        command = [sys.executable, "-c", PAUSE, *map(str, pause), f"recipes.{family}", *flags]
+    else:
+        command = [sys.executable, "-m", f"recipes.{family}", *flags]
     if not wait:  # its output goes to a file: a full pipe would stop it
         log = tempfile.TemporaryFile("w+")
         process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
@@ -118,7 +148,8 @@ def hold_lock(path):
 
 # --- the fault table: each recipe's command line --------------------------------------------------
 # (family, extra flags, what the error line holds, setup). Flags may name {tmp}; setup(tmp) prepares
-# tmp_path and may return a callable to run at the end. Each case fails before any training.
+# tmp_path and may return a callable to run at the end. Each case fails before any training, but for
+# a learning rate that makes the loss NaN, which fails in its first epoch and publishes nothing.
 
 
 def _thesis(tmp):
@@ -145,6 +176,14 @@ def _read_only(tmp):
 def _foreign_scorer(tmp):
     (tmp / "scorer").mkdir()
     (tmp / "scorer" / "manifest.json").write_text('{"name": "somebody else\'s model"}\n')
+
+
+def _run_without_dataset(tmp):
+    """A finished run whose manifest lost its "dataset"."""
+    export_small_artifact(tmp / "run")
+    manifest = json.loads((tmp / "run" / "manifest.json").read_text())
+    del manifest["dataset"]
+    (tmp / "run" / "manifest.json").write_text(json.dumps(manifest))
 
 
 def _interrupted_other_settings(tmp):
@@ -225,6 +264,12 @@ CLI_CASES = [
         "error: --model_dir={tmp}/out already exists and is not a zoo artifact",
         _thesis,
     ),
+    (
+        "transfer",
+        [OUT, "--encoder_dir={tmp}/run"],
+        "error: --encoder_dir={tmp}/run: '{tmp}/run/manifest.json' has no \"dataset\"",
+        _run_without_dataset,
+    ),
     # recipes.distill: no teacher, a missing or foreign one
     ("distill", [OUT], "error: --teacher_dir=: must not be empty", None),
     ("distill", [OUT, "--teacher_dir={tmp}/none"], "error: --teacher_dir={tmp}/none: no such directory", None),
@@ -233,6 +278,20 @@ CLI_CASES = [
         [OUT, "--teacher_dir={tmp}/scorer"],
         "{tmp}/scorer/manifest.json' is not a zoo manifest",
         _foreign_scorer,
+    ),
+    (
+        "distill",
+        [OUT, "--teacher_dir={tmp}/run"],
+        "error: --teacher_dir={tmp}/run: '{tmp}/run/manifest.json' has no \"dataset\"",
+        _run_without_dataset,
+    ),
+    # a loss that becomes NaN: one line, and the artifact --overwrite would have replaced stays whole
+    (
+        "autoencoder",
+        [OUT, "--overwrite", "--learning_rate=1e9"],
+        "error: pretraining diverged in epoch 1 of 1 (loss is nan); lower --learning_rate (it is 1e+09) and "
+        "run again; --model_dir={tmp}/out was left as it was",
+        _artifact_here,
     ),
 ]
 
@@ -295,12 +354,6 @@ RUN_CASES = {  # id: (family, config changes, how the message starts, setup(tmp_
         "--temperature=0.0: must be positive",
         None,
     ),
-    "cnn_classifier-budget-beyond-target-task": (
-        "cnn_classifier",
-        dict(model_dir="{tmp}/out", label_budgets=(1000,)),
-        "--label_budgets: 1000 is more than the",
-        None,
-    ),
     "dcgan-cwd-holding-an-artifact": (
         "dcgan",
         dict(model_dir=".", overwrite=True),
@@ -349,10 +402,12 @@ RUN_CASES = {  # id: (family, config changes, how the message starts, setup(tmp_
         "model_dir '{tmp}/none' does not exist",
         None,
     ),
-    "dcgan-budget-beyond-split": (
+    # fails in its first epoch, after the generator's step made the discriminator NaN: staging discarded
+    "dcgan-infinite-learning-rate": (
         "dcgan",
-        dict(model_dir="{tmp}/out", label_budgets=(10, 5000)),
-        "--label_budgets: 5000 is more than",
+        dict(model_dir="{tmp}/out", learning_rate=float("inf")),
+        "pretraining diverged in epoch 1 of 1 (g_loss is nan); lower --learning_rate (it is inf) and run again; "
+        "--model_dir={tmp}/out was left as it was",
         None,
     ),
 }
@@ -379,8 +434,15 @@ def test_run_refuses_in_one_line_and_touches_nothing(family, changes, expected, 
 
 @pytest.fixture(scope="module")
 def small_artifact(tmp_path_factory):
-    """What a recipe exports, as far as load_encoder reads it: manifest.json, encoder/, encoder.keras."""
+    """What a recipe exports, as far as load_encoder, recipes.transfer and recipes.distill read it."""
     d = tmp_path_factory.mktemp("artifact") / "ae"
+    export_small_artifact(d)
+    return str(d)
+
+
+def export_small_artifact(d):
+    """manifest.json (the fields jobs on a saved run read), encoder/ and encoder.keras of a tiny
+    untrained autoencoder on 8x8 grey images, into `d`."""
     model = zoo.build_model("conv_autoencoder_tiny", image_shape=(8, 8, 1))
     encoder = model.get_layer("encoder")
     artifact.export_saved_model(
@@ -389,8 +451,13 @@ def small_artifact(tmp_path_factory):
         {"serve": (lambda images: encoder(images, training=False), [artifact.image_spec((8, 8, 1))])},
     )
     encoder.save(str(d / "encoder.keras"))
-    write_manifest(d, model="conv_autoencoder_tiny")
-    return str(d)
+    write_manifest(
+        d,
+        model="conv_autoencoder_tiny",
+        model_config=zoo.get_entry("conv_autoencoder_tiny").config(image_shape=[8, 8, 1]),
+        dataset={"name": "uci_digits"},
+        input={"shape": [8, 8, 1], "dtype": "uint8", "range": [0, 255]},
+    )
 
 
 def _manifest(**fields):
@@ -478,6 +545,8 @@ LOAD_CASES = [
     ("lambda-layer", _lambda_layer, "encoder.keras': it holds a Lambda layer"),
     ("foreign-code", _foreign_module, "encoder.keras': it refers to os.function"),
     ("no-encoder-keras", _remove("encoder.keras"), "has no encoder.keras"),
+    ("family-not-a-name", _manifest(family=["autoencoder"], format=1), "manifest.json' is not a zoo manifest"),
+    ("manifest-nested-too-deep", _manifest(text="[" * 100_000 + "]" * 100_000), "manifest.json' is corrupt (JSON"),
 ]
 
 
@@ -505,6 +574,100 @@ def test_an_artifact_without_a_format_loads_as_format_1(small_artifact, tmp_path
         json.dump(manifest, f)
     assert zoo.load_encoder(d).output_shape == (None, 4)
     assert artifact.is_artifact(d)
+
+
+# --- the fault table: an edited manifest in --encoder_dir (recipes.transfer) or --teacher_dir (recipes.distill) -
+# (id, change to the parsed manifest, the message after "--<flag>=<dir>: "). In process; each is refused
+# before any data is read, with nothing written.
+
+
+def _set(**fields):
+    return lambda manifest: manifest.update(fields)
+
+
+def _delete(name):
+    return lambda manifest: manifest.pop(name)
+
+
+_EDITED = "the manifest was edited or is corrupt; export the model again"
+SOURCE_CASES = [
+    (
+        "no-dataset",
+        _delete("dataset"),
+        "'{m}' has no \"dataset\" (an object describing the dataset): the manifest is incomplete or was edited; "
+        "export the model again",
+    ),
+    (
+        "dataset-a-string",
+        _set(dataset="uci_digits"),
+        f'\'{{m}}\': "dataset" is "uci_digits", not an object describing the dataset: {_EDITED}',
+    ),
+    (
+        "dataset-name-a-number",
+        _set(dataset={"name": 5}),
+        f"'{{m}}': \"dataset.name\" is 5, not the dataset's name: {_EDITED}",
+    ),
+    ("model-a-number", _set(model=42), f"'{{m}}': \"model\" is 42, not the name of a registered model: {_EDITED}"),
+    (
+        "model-unknown",
+        _set(model="resnet9000"),
+        "'{m}' names a model this zoo cannot build (unknown model 'resnet9000'.",
+    ),
+    (
+        "model_config-a-string",
+        _set(model_config="x"),
+        f'\'{{m}}\': "model_config" is "x", not the model\'s keyword arguments: {_EDITED}',
+    ),
+    (
+        "model_config-unknown-key",
+        _set(model_config={"nope": 1}),
+        "'{m}' names a model this zoo cannot build (model 'conv_autoencoder_tiny' has no hyperparameter 'nope';",
+    ),
+    (
+        "model_config-wrong-value",
+        lambda manifest: manifest["model_config"].update(latent_dim="four"),
+        "'{m}': its \"model_config\" does not build conv_autoencoder_tiny (ValueError: ",
+    ),
+    (
+        "input-a-string",
+        _set(input="images"),
+        f'\'{{m}}\': "input" is "images", not an object describing the encoder\'s input: {_EDITED}',
+    ),
+]
+
+
+@pytest.mark.parametrize("job", ["transfer", "distill"])
+@pytest.mark.parametrize("change, expected", [c[1:] for c in SOURCE_CASES], ids=[c[0] for c in SOURCE_CASES])
+def test_an_edited_manifest_of_a_saved_run_is_one_line_and_nothing_is_written(
+    job, change, expected, small_artifact, tfds_dir, tmp_path
+):
+    from recipes import distill, transfer
+
+    d = str(tmp_path / "run")
+    shutil.copytree(small_artifact, d)
+    manifest_path = os.path.join(d, "manifest.json")
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    change(manifest)
+    with open(manifest_path, "w") as f:
+        json.dump(manifest, f)
+    module, flag = (transfer, "encoder_dir") if job == "transfer" else (distill, "teacher_dir")
+    config = module.Config(
+        **{flag: d},
+        data_dir=tfds_dir,
+        model_dir=str(tmp_path / "out"),
+        label_budgets=(10,),
+        transfer_repeats=1,
+        transfer_steps=2,
+        precision="float32",
+    )
+    before = snapshot(tmp_path)
+    with pytest.raises(ZooError) as err:
+        module.run(config)
+    message = str(err.value)
+    assert message.startswith(f"--{flag}={d}: " + expected.replace("{m}", manifest_path)), message
+    assert "\n" not in message and message.endswith("export the model again"), message
+    assert snapshot(tmp_path) == before  # no --model_dir, staging directory or lock
 
 
 # --- what --overwrite may replace, in process ------------------------------------------------------
@@ -730,6 +893,54 @@ def test_a_run_killed_with_sigkill_resumes_and_finishes(tfds_dir, tmp_path):
     assert os.listdir(tmp_path) == ["out"]  # no staging directory, lock or old copy left
     assert zoo.load_encoder(str(model_dir)).output_shape == (None, 4)
     assert json.loads((model_dir / "manifest.json").read_text())["format"] == ARTIFACT_FORMAT
+
+
+# --- interrupted with Ctrl-C (SIGINT), then resumed -----------------------------------------------------
+# PAUSE (see `cli`) makes the signal arrive at a known point: while an epoch's backup is written (the file
+# half written, as a signal in the middle of the write leaves it), or in the middle of the export.
+
+
+@pytest.mark.parametrize(
+    "epochs, pause",
+    [(3, ("save_weights", f"{os.sep}backup{os.sep}", 2)), (2, ("save", "encoder.keras", 1))],
+    ids=["while-backing-up-an-epoch", "while-exporting"],
+)
+def test_a_run_interrupted_with_sigint_resumes_and_finishes(epochs, pause, tfds_dir, tmp_path):
+    runs, marker = tmp_path / "runs", tmp_path / "paused"
+    model_dir = runs / "out"
+    args = [*tiny_flags("autoencoder", epochs=epochs, label_budgets=(10,)), f"--model_dir={model_dir}"]
+    run = cli("autoencoder", args, str(tmp_path), data_dir=tfds_dir, wait=False, pause=(*pause, marker))
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            if run.poll() is not None:
+                run.log.seek(0)
+                pytest.fail(f"the run ended before the pause: {run.log.read()[-3000:]}")
+            assert time.monotonic() < deadline, "the run never reached the pause"
+            time.sleep(0.02)
+        run.send_signal(signal.SIGINT)
+        run.wait(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        run.log.seek(0)
+        out = run.log.read()
+        run.log.close()
+    assert run.returncode == 1 and "Traceback" not in out, out[-3000:]
+    assert [line for line in out.splitlines() if line.startswith("interrupted:")] == [
+        "interrupted: rerun the same command to resume from the last finished epoch"
+    ], out[-3000:]
+    assert os.listdir(runs) == [".out.partial"]  # nothing published, the lock given back
+
+    rerun = cli("autoencoder", args, str(tmp_path), data_dir=tfds_dir)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "Resuming the interrupted run in" in rerun.stdout
+    assert _epochs(model_dir / "logs" / "history.csv") == [str(e) for e in range(epochs)]  # none trained twice
+    assert sorted(os.listdir(model_dir)) == FINISHED
+    assert os.listdir(runs) == ["out"]  # no staging directory, backup or lock left
+    assert json.loads((model_dir / "metrics.json").read_text())["pretrain"]["images_per_second"] > 0
+    assert zoo.load_encoder(str(model_dir)).output_shape == (None, 4)
 
 
 # --- same seed, same machine, same flags: the same metrics -------------------------------------------

@@ -4,6 +4,7 @@ a new recipe gets these tests without new test code."""
 import dataclasses
 import json
 import os
+import types
 
 import keras
 import numpy as np
@@ -13,7 +14,7 @@ from conftest import RECIPES, assert_encoder_reloads_frozen, example_texts, on_r
 
 import zoo
 from recipes import flow
-from recipes.config import as_dict, define_flags, from_flags
+from recipes.config import RecipeConfig, as_dict, define_flags, from_flags
 from zoo.errors import ZooError
 
 FAMILIES = list(RECIPES)
@@ -152,13 +153,18 @@ def test_a_hyperparameter_given_is_built_even_when_it_equals_a_default(family):
     assert {k: built[k] for k in differs} == {k: full[k] for k in differs}
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_a_budget_beyond_the_split_stops_before_any_work(family, smoke, tmp_path):
-    module = RECIPES[family]
-    config = smoke(family, model_dir=str(tmp_path / "out"), label_budgets=(10, 5000))
-    with pytest.raises(ZooError, match="--label_budgets: 5000 is more than"):
-        module.run(config)
-    assert os.listdir(tmp_path) == []
+@pytest.mark.parametrize("kind", ["images", "texts"])
+def test_budgets_beyond_the_split_are_capped_and_all_is_the_whole_split(kind):
+    data = types.SimpleNamespace(num_train=240, kind=kind, train_split="train")
+    config = types.SimpleNamespace(label_budgets=(1000, 20, "all", 240))
+    budgets, notes = flow.label_budgets(config, data)
+    assert budgets == [20, 240]  # 1000, all and 240 are one budget
+    assert notes == [
+        f"--label_budgets: 1000 is more than the 240 labelled {kind} of --train_split=train; using all 240"
+    ]
+    assert flow.label_budgets(types.SimpleNamespace(label_budgets=(20, 100)), data) == ([20, 100], [])
+    with pytest.raises(ZooError, match=r"--label_budgets=10,ALL: must be integers or all"):
+        RecipeConfig(label_budgets=(10, "ALL")).validate()
 
 
 def test_a_recipe_class_is_checked_when_it_is_defined():

@@ -119,7 +119,14 @@ def test_transfer_from_a_saved_run_of_every_family(family, finished_run, tfds_di
         "metrics.json",
     ]
     row = metrics["transfer"][0]
-    assert set(row) == {"labels", "frozen", "finetune", "knn", "scratch", "reference", "runs", "reference_model"}
+    assert set(row) == {
+        *("labels", "frozen", "finetune", "knn", "scratch", "reference", "runs", "reference_model", "gains")
+    }
+    assert set(row["gains"]) == {
+        f"{p}_over_{b}" for p in ("frozen", "finetune", "knn") for b in ("scratch", "reference")
+    }
+    low, high = row["gains"]["finetune_over_scratch"]["ci95"]
+    assert low <= row["gains"]["finetune_over_scratch"]["points"] <= high
     assert row["reference_model"] == ("tfidf_logreg" if text else TINY["reference_model"])
     with open(os.path.join(out, "manifest.json")) as f:
         manifest = json.load(f)
@@ -184,6 +191,7 @@ def test_transfer_to_the_users_own_image_folder(finished_run, tmp_path):
             encoder_dir=source_dir,
             dataset="image_folder",
             manual_dir=folder,
+            data_dir=str(tmp_path / "tfds"),  # the folder's prepared copy, not in ~/tensorflow_datasets
             model_dir=str(tmp_path / "out"),
             **{**TINY, "label_budgets": (4,)},
         )
@@ -250,7 +258,7 @@ def _bad_folder(kind, root):
         (dict(encoder_dir="NOT_AN_ARTIFACT"), "has no manifest.json"),
         (dict(encoder_dir="CORRUPT"), "encoder.keras"),
         (dict(dataset="imdb_reviews"), "--dataset=imdb_reviews holds texts, but the encoder of --encoder_dir="),
-        (dict(label_budgets=(10, 5000)), "--label_budgets: 5000 is more than the 1437 examples"),
+        (dict(label_budgets=(10, "ten")), "--label_budgets=10,ten: must be integers or all"),
         (dict(eval_split="validation"), "--eval_split=validation: not a split of uci_digits"),
         (dict(dataset="image_folder", manual_dir="no class folders"), "train/ has no class sub-folders"),
         (dict(dataset="image_folder", manual_dir="unreadable image"), "cannot read image"),

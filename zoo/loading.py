@@ -21,8 +21,8 @@ MANIFEST = "manifest.json"
 
 def artifact_format(manifest):
     """The format of a parsed manifest: its "format", or 1 when it has none (written before the key);
-    None when `manifest` is not a zoo manifest at all (not a JSON object with a "family")."""
-    if not isinstance(manifest, dict) or "family" not in manifest:
+    None when `manifest` is not a zoo manifest at all (not a JSON object whose "family" is a name)."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("family"), str) or not manifest["family"]:
         return None
     value = manifest.get("format", 1)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -43,12 +43,14 @@ def read_manifest(model_dir) -> dict:
         raise ZooError(f"'{model_dir}' has no {MANIFEST}: it is not an exported model_dir") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ZooError(f"'{path}' is corrupt ({e}); export the model again") from None
+    except RecursionError:
+        raise ZooError(f"'{path}' is corrupt (JSON nested too deep to read); export the model again") from None
     except OSError as e:
         raise ZooError(f"cannot read '{path}' ({e.strerror}); check its permissions") from None
     version = artifact_format(manifest)
     if version is None:
         raise ZooError(
-            f"'{path}' is not a zoo manifest (it needs a \"family\" and a positive integer "
+            f"'{path}' is not a zoo manifest (it needs a \"family\" name and a positive integer "
             '"format"): the directory was not written by a zoo recipe'
         )
     if version > ARTIFACT_FORMAT:
@@ -57,6 +59,51 @@ def read_manifest(model_dir) -> dict:
             "upgrade keras-transfer-zoo to load it"
         )
     return manifest
+
+
+def manifest_field(manifest, path, name, kind, what):
+    """The field `name` of a parsed manifest (dotted for a nested one: "dataset.name"), checked to be
+    of `kind`; a missing or wrong-typed field is one ZooError line naming the manifest file `path`."""
+    value = manifest
+    for key in name.split("."):
+        if not isinstance(value, dict) or key not in value:
+            raise ZooError(
+                f"'{path}' has no \"{name}\" ({what}): the manifest is incomplete or was edited; export the model again"
+            )
+        value = value[key]
+    if isinstance(value, bool) or not isinstance(value, kind) or value == "":
+        shown = json.dumps(value)
+        shown = shown if len(shown) <= 60 else shown[:60] + "..."
+        raise ZooError(
+            f"'{path}': \"{name}\" is {shown}, not {what}: the manifest was edited or is corrupt; "
+            "export the model again"
+        )
+    return value
+
+
+def check_run_manifest(manifest, path):
+    """What jobs on a saved run (recipes.transfer, recipes.distill) read of its manifest (at `path`):
+    "model", "model_config", "dataset" and "input" of the right types, and a model that builds from
+    them (the transfer table's scratch column builds it). ZooError naming the file otherwise."""
+    from zoo.registry import build_model
+
+    model = manifest_field(manifest, path, "model", str, "the name of a registered model")
+    model_config = manifest_field(manifest, path, "model_config", dict, "the model's keyword arguments")
+    manifest_field(manifest, path, "dataset", dict, "an object describing the dataset")
+    manifest_field(manifest, path, "dataset.name", str, "the dataset's name")
+    if "input" in manifest:
+        manifest_field(manifest, path, "input", dict, "an object describing the encoder's input")
+    try:
+        build_model(model, **model_config)
+    except ZooError as e:
+        raise ZooError(f"'{path}' names a model this zoo cannot build ({e}); export the model again") from None
+    except Exception as e:  # a wrong value inside model_config fails in the builder, in many ways
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = reason if len(reason) <= 200 else reason[:200] + "..."
+        raise ZooError(
+            f"'{path}': its \"model_config\" does not build {model} ({type(e).__name__}: {reason}); "
+            "the manifest was edited or is corrupt, export the model again"
+        ) from None
 
 
 def load_keras_file(path, what="the model"):

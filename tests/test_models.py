@@ -41,6 +41,8 @@ PARAMETERS = {
     "masked_lm_tiny": 4256,
     "simclr": 143584,
     "simclr_tiny": 504,
+    "small_resnet": 698538,
+    "small_resnet_tiny": 1470,
     # 15.36 M word and word-pair vectors, 2.56 M context vectors; 340,000 not trained: the weights,
     # the counts (of 20,000 words and 100,000 word pairs) and the pair keys
     "word2vec": 18260000,

@@ -117,6 +117,33 @@ def apply_conv_trunk(x, filters, *, convs_per_block=2, batch_norm=True, dropout=
     return x, pooled
 
 
+def apply_resnet_trunk(x, filters, *, blocks_per_stage=2):
+    """A ResNet for small images, as He et al. (2016, section 4.2) built it for CIFAR-10: a 3x3
+    stride-1 stem convolution and no max pooling (an ImageNet stem, 7x7 stride 2 then pooling, would
+    leave a 32x32 photo 8x8 before the first block), then one stage per entry of `filters`, each of
+    `blocks_per_stage` basic blocks (3x3 conv, BatchNorm, ReLU, 3x3 conv, BatchNorm, plus the
+    shortcut, ReLU). Every stage after the first halves the resolution in its first block, whose
+    shortcut is then a 1x1 stride-2 convolution with BatchNorm; a stage never strides below 2x2.
+
+    Returns:
+      The last stage's feature map.
+    """
+    x = apply_conv_block(x, int(filters[0]), name="stem")
+    for s, f in enumerate(int(f) for f in filters):
+        for b in range(blocks_per_stage):
+            name = f"stage{s}_block{b}"
+            strides = 2 if s > 0 and b == 0 and x.shape[1] // 2 >= 2 and x.shape[2] // 2 >= 2 else 1
+            y = apply_conv_block(x, f, strides=strides, name=f"{name}_0")
+            y = layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"{name}_1_conv")(y)
+            y = layers.BatchNormalization(name=f"{name}_1_bn")(y)
+            shortcut = x
+            if strides != 1 or x.shape[-1] != f:
+                shortcut = layers.Conv2D(f, 1, strides=strides, use_bias=False, name=f"{name}_shortcut_conv")(x)
+                shortcut = layers.BatchNormalization(name=f"{name}_shortcut_bn")(shortcut)
+            x = layers.ReLU(name=f"{name}_relu")(layers.Add(name=f"{name}_add")([y, shortcut]))
+    return x
+
+
 def float32_output(x, name):
     """Cast to float32 so outputs stay float32 under a mixed-precision policy."""
     return layers.Activation("linear", dtype="float32", name=name)(x)

@@ -16,6 +16,10 @@ figures):
   reference CNN (--reference_model).
 - `cnn_classifier_flat`: the classic Keras MNIST CNN (Conv32-pool-Conv64-pool,
   flattened, Dense128).
+- `small_resnet`: a ResNet for small colour photos (`zoo.blocks.apply_resnet_trunk`:
+  a 3x3 stride-1 stem, three stages of two basic blocks, 32-64-128 filters, the
+  last two stages at half the resolution of the one before), globally averaged,
+  with a linear head: the trunk for 32x32x3 images such as CIFAR-10.
 
 Example:
 
@@ -26,7 +30,7 @@ Example:
 import keras
 from keras import layers
 
-from zoo.blocks import apply_conv_trunk, image_input
+from zoo.blocks import apply_conv_trunk, apply_resnet_trunk, image_input
 from zoo.errors import ZooError
 from zoo.heads import classifier_on
 from zoo.registry import register
@@ -72,3 +76,24 @@ def cnn_classifier(
     features = layers.GlobalAveragePooling2D(name="pool")(x) if pooling == "avg" else layers.Flatten(name="pool")(x)
     encoder = keras.Model(inputs, features, name="encoder")
     return classifier_on(encoder, num_classes, hidden_units=tuple(dense_units), dropout=dropout, name="cnn_classifier")
+
+
+@register("small_resnet", family=FAMILY)
+@register("small_resnet_tiny", family=FAMILY, tiny=True, filters=(4, 8), blocks_per_stage=1)
+def small_resnet(image_shape=(32, 32, 3), num_classes=10, filters=(32, 64, 128), blocks_per_stage=2):
+    """A small ResNet classifier for colour photos (CIFAR stem: no downsampling before the first stage).
+
+    Args:
+      image_shape: (height, width, channels) of the uint8 input images.
+      num_classes: number of output logits.
+      filters: filters of each stage; every stage after the first halves the resolution.
+      blocks_per_stage: basic blocks (two 3x3 convolutions and a shortcut) per stage.
+
+    Returns:
+      The classifier (logits out), with the sub-model "encoder" (globally averaged features of
+      `filters[-1]` values).
+    """
+    inputs, x = image_input(image_shape)
+    x = apply_resnet_trunk(x, filters, blocks_per_stage=blocks_per_stage)
+    encoder = keras.Model(inputs, layers.GlobalAveragePooling2D(name="pool")(x), name="encoder")
+    return classifier_on(encoder, num_classes, name="small_resnet")

@@ -10,9 +10,17 @@ trainer reduce per-replica values eagerly in ways the collective strategy refuse
 2. after every step, `reduce_per_replica` reduces each scalar metric with `axis=0`, which a scalar
    does not have ("Invalid reduction dimension 0 for input with 0 dimensions").
 
-`patch_keras()` replaces those two steps, for this strategy only: the symbolic build takes the
-first local replica's batch (shapes are what it needs), and scalars are averaged across workers
-without an axis. Everything else (the synchronous all-reduce of gradients, the families' own
+A third step fails under mixed bfloat16: `predict` concatenates the replicas' outputs with a
+collective gather (`CollectiveGatherV2`), which has no bfloat16 kernel (nor uint8 or bool ones), so
+`predict` on a model whose output is bfloat16 (SimCLR's encoder, pooled features in the compute
+dtype) stopped every worker with "Value passed to parameter 'input' has DataType bfloat16 not in
+list of allowed values: float32, float16, float64, int32, int64".
+
+`patch_keras()` replaces those steps, for this strategy only: the symbolic build takes the
+first local replica's batch (shapes are what it needs), scalars are averaged across workers
+without an axis, and values of a dtype the gather lacks are gathered in a wider one (bfloat16 as
+float32, integers and booleans as int64: exact) and cast back, so `predict` returns what it returns
+on one worker. Everything else (the synchronous all-reduce of gradients, the families' own
 `train_step`s) is Keras' and TensorFlow's own.
 """
 
@@ -23,11 +31,30 @@ import tensorflow as tf
 
 from zoo.errors import ZooError
 
+# The dtypes the collective gather (`CollectiveGatherV2`) has kernels for.
+GATHERED_DTYPES = (tf.float32, tf.float16, tf.float64, tf.int32, tf.int64)
+
 
 def _local(strategy, value):
     if isinstance(value, tf.distribute.DistributedValues):
         return strategy.experimental_local_results(value)[0]
     return value
+
+
+def gather_dtype(dtype):
+    """The dtype a value of `dtype` is gathered across workers in: its own where the collective gather
+    has a kernel for it, else one that holds every value exactly (float32 for bfloat16, int64 for
+    integers and booleans)."""
+    dtype = tf.as_dtype(dtype)
+    if dtype in GATHERED_DTYPES or not (dtype.is_floating or dtype.is_integer or dtype.is_bool):
+        return dtype
+    return tf.float32 if dtype.is_floating else tf.int64
+
+
+def _cast(strategy, value, dtype):
+    if isinstance(value, tf.distribute.DistributedValues):
+        return strategy.run(lambda v: tf.cast(v, dtype), args=(value,))
+    return tf.cast(value, dtype)
 
 
 @functools.cache
@@ -52,7 +79,11 @@ def patch_keras():
             self._symbolic_build(data_batch=data_batch)
 
     def reduce(values, strategy, reduction):
-        if reduction not in ("auto", "mean") or not trainer._collective_all_reduce_multi_worker(strategy):
+        if not trainer._collective_all_reduce_multi_worker(strategy):
+            return reduce_per_replica(values, strategy, reduction)
+        if reduction == "concat":  # predict: a collective gather
+            return gathered(values, strategy)
+        if reduction not in ("auto", "mean"):
             return reduce_per_replica(values, strategy, reduction)
 
         def mean(v):
@@ -61,6 +92,18 @@ def patch_keras():
             return strategy.reduce("MEAN", v, axis=0 if _local(strategy, v).shape.rank else None)
 
         return tree.map_structure(mean, values)
+
+    def gathered(values, strategy):
+        def widened(v):
+            dtype = getattr(_local(strategy, v), "dtype", None)
+            return v if dtype is None or gather_dtype(dtype) == dtype else _cast(strategy, v, gather_dtype(dtype))
+
+        def narrowed(out, v):
+            dtype = getattr(_local(strategy, v), "dtype", None)
+            return out if dtype is None or out.dtype == dtype else tf.cast(out, dtype)
+
+        result = reduce_per_replica(tree.map_structure(widened, values), strategy, "concat")
+        return tree.map_structure(narrowed, result, values)
 
     trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
     trainer.reduce_per_replica = reduce

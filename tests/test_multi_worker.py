@@ -12,6 +12,7 @@ import pytest
 from conftest import REPO, assert_encoder_reloads_frozen
 from test_faults import tiny_flags
 
+from recipes.flow import resolve_precision
 from recipes.multi_worker import local_cluster
 
 TIMEOUT = 240  # seconds for both workers; a worker whose peer died stops by itself on the collective's error
@@ -49,11 +50,26 @@ def wait_all(workers):
     return outputs
 
 
-@pytest.mark.parametrize("family", ["autoencoder", "simclr"])
-def test_two_workers_train_as_one_and_the_chief_alone_publishes(family, tfds_dir, tmp_path):
+AUTO = resolve_precision("auto")  # what a user gets on this machine: mixed_bfloat16 where bfloat16 is native
+
+
+@pytest.mark.parametrize(
+    "family, precision",
+    [
+        ("autoencoder", "auto"),
+        ("simclr", "auto"),
+        # bfloat16 where `auto` does not pick it here (emulated: slower, the same ops): predict's gather
+        pytest.param(
+            "simclr",
+            "mixed_bfloat16",
+            marks=pytest.mark.skipif(AUTO == "mixed_bfloat16", reason="auto picks mixed_bfloat16 here: run above"),
+        ),
+    ],
+)
+def test_two_workers_train_as_one_and_the_chief_alone_publishes(family, precision, tfds_dir, tmp_path):
     out = tmp_path / "runs" / "out"
     flags = [
-        *tiny_flags(family, epochs=2, label_budgets=(10,), transfer_repeats=1, reference=False),
+        *tiny_flags(family, epochs=2, label_budgets=(10,), transfer_repeats=1, reference=False, precision=precision),
         f"--data_dir={tfds_dir}",
         f"--model_dir={out}",
     ]
@@ -61,12 +77,14 @@ def test_two_workers_train_as_one_and_the_chief_alone_publishes(family, tfds_dir
     outputs = wait_all(workers)
     for index, (worker, output) in enumerate(zip(workers, outputs)):
         assert worker.returncode == 0, f"worker {index}:\n{output[-3000:]}"
+    expected = resolve_precision(precision)
+    assert all(f"precision {expected}" in output for output in outputs), outputs[0][-3000:]
     digests = [re.findall(r": weights sha256 ([0-9a-f]{64})", output) for output in outputs]
     assert len(digests[0]) == 1 and digests[0] == digests[1], digests  # the same weights on both workers
     assert f"wrote {out}" in outputs[0] and "worker-1 done" in outputs[1]
     assert sorted(os.listdir(tmp_path / "runs")) == ["out"]  # one artifact, no stage or lock left beside it
     with open(out / "manifest.json") as f:
         manifest = json.load(f)
-    assert manifest["flags"]["strategy"] == "multi_worker"
+    assert manifest["flags"]["strategy"] == "multi_worker" and manifest["precision"] == expected
     images = np.random.default_rng(0).integers(0, 256, (3, *manifest["input"]["shape"])).astype("uint8")
     assert_encoder_reloads_frozen(str(out), images)

@@ -2,7 +2,8 @@
 
 papermill replaces the values of each notebook's cell tagged "parameters" with the tiny ones below
 that the notebook defines, then runs it in a Jupyter kernel of this very interpreter, with the
-repository root as the working directory and on the path.
+repository root on the path. No notebook is given its data: each reads what its defaults name,
+which must exist offline (the text notebook writes its own sample corpus).
 """
 
 import json
@@ -38,6 +39,7 @@ TINY_PARAMETERS = {
     "SCORER_EPOCHS": 1,
     "SCORE_SAMPLES": 50,
     "FAMILIES": ["autoencoder", "cnn_classifier"],  # two make a comparison; test_recipes runs every family
+    "SAMPLE_REVIEWS": [40, 12],  # per class, train and test
 }
 TINY_MODELS = {
     "autoencoder.ipynb": "conv_autoencoder_tiny",
@@ -47,7 +49,8 @@ TINY_MODELS = {
     "dcgan.ipynb": "dcgan_tiny",
     "simclr.ipynb": "simclr_tiny",
 }
-TEXT_NOTEBOOKS = {"text.ipynb"}  # read the session's text folder in place of IMDB
+DATA_PARAMETERS = {"DATASET", "MANUAL_DIR"}  # never injected: a notebook runs on the data its defaults name
+RUN_IN_A_FRESH_DIRECTORY = {"text.ipynb"}  # by test_text_notebook_runs_offline_at_its_defaults
 SIZE_FREE = {
     "MANUAL_DIR",
     "DATASET",
@@ -103,10 +106,19 @@ def test_notebook_is_committed_stripped(name):
         assert cell.outputs == [] and cell.execution_count is None, f"code cell {i} has outputs: strip them"
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs(name, tmp_path, tfds_dir, text_dir, kernel):
-    path = os.path.join(REPO, "notebooks", name)
-    defined = papermill.inspect_notebook(path)
+def tiny_parameters(name, available, kept=()):
+    """The values of `available` that notebook `name` defines; fails on a parameter that has none
+    (but those `kept` at their defaults)."""
+    defined = papermill.inspect_notebook(os.path.join(REPO, "notebooks", name))
+    unknown = sorted(set(defined) - set(available) - SIZE_FREE - set(kept))
+    assert not unknown, f"{name}: add a tiny value for {unknown} to TINY_PARAMETERS (or to SIZE_FREE) in {__file__}"
+    parameters = {key: value for key, value in available.items() if key in defined}
+    assert not DATA_PARAMETERS & set(parameters), "a notebook's data comes from its own defaults"
+    return parameters
+
+
+@pytest.mark.parametrize("name", [name for name in NOTEBOOKS if name not in RUN_IN_A_FRESH_DIRECTORY])
+def test_notebook_runs(name, tmp_path, tfds_dir, kernel):
     available = {
         **TINY_PARAMETERS,
         "DATA_DIR": tfds_dir,
@@ -115,19 +127,31 @@ def test_notebook_runs(name, tmp_path, tfds_dir, text_dir, kernel):
     }
     if name in TINY_MODELS:
         available["MODEL"] = TINY_MODELS[name]
-    if name in TEXT_NOTEBOOKS:
-        available.update(DATASET="text_folder", MANUAL_DIR=text_dir)
-    unknown = sorted(set(defined) - set(available) - SIZE_FREE)
-    assert not unknown, f"{name}: add a tiny value for {unknown} to TINY_PARAMETERS (or to SIZE_FREE) in {__file__}"
+    execute(name, tiny_parameters(name, available), tmp_path, kernel, cwd=REPO)
 
-    parameters = {key: value for key, value in available.items() if key in defined}
+
+def test_text_notebook_runs_offline_at_its_defaults(tmp_path, kernel, monkeypatch):
+    """As a reader without the IMDB reviews runs it: in an empty working directory, every default kept
+    (the dataset, its folder, where runs and TFDS data go) but the sizes, which are made tiny."""
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))  # TFDS's own folder, were DATA_DIR "": not ~
+    work = tmp_path / "work"
+    work.mkdir()
+    parameters = tiny_parameters("text.ipynb", TINY_PARAMETERS, kept=("RUNS_DIR", "DATA_DIR"))
+    execute("text.ipynb", parameters, tmp_path, kernel, cwd=str(work))
+    assert os.path.isfile(work / "runs" / "text_masked_lm" / "manifest.json")
+    assert sorted(os.listdir(work / "runs" / "text_sample")) == ["test", "train"]  # the notebook's own corpus
+
+
+def execute(name, parameters, tmp_path, kernel, cwd):
+    """Run notebook `name` with `parameters` in `cwd` (a copy with outputs in `tmp_path`); a failing
+    cell fails the test with its source and traceback."""
     try:
         papermill.execute_notebook(
-            path,
+            os.path.join(REPO, "notebooks", name),
             str(tmp_path / name),
             parameters=parameters,
             kernel_name=kernel,
-            cwd=REPO,
+            cwd=cwd,
             progress_bar=False,
             execution_timeout=600,
         )

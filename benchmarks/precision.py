@@ -2,6 +2,8 @@
 
     python benchmarks/precision.py --manual_dir=/path/to/mnist-10k      # offline, local IDX files
     python benchmarks/precision.py --families=simclr --precisions=float32,mixed_bfloat16,mixed_float16
+    python benchmarks/precision.py --families=cnn_classifier --model=small_resnet --dataset=cifar10_local \
+        --manual_dir=/path/to/cifar10-jpeg --train_split='train[:10000]'    # a colour trunk on CIFAR-10
 
 For each family, the recipe's own pretraining model (its defaults, built and compiled as the recipe
 does, under each precision) trains on the MNIST-10k pool through the recipe's own tf.data
@@ -45,6 +47,10 @@ from recipes import autoencoder, cnn_classifier, dcgan, flow, simclr, vae
 FAMILIES = {"autoencoder": autoencoder, "cnn_classifier": cnn_classifier, "vae": vae, "dcgan": dcgan, "simclr": simclr}
 
 flags.DEFINE_string("manual_dir", "", "Folder with MNIST's test-set IDX files (offline); empty: TFDS mnist.")
+flags.DEFINE_string("dataset", "", "Another TFDS image dataset (e.g. cifar10_local, reading --manual_dir).")
+flags.DEFINE_string("data_dir", "", "TFDS data directory (default: TFDS's own).")
+flags.DEFINE_string("train_split", SPLITS["train_split"], "The split whose images train (the protocol's pool).")
+flags.DEFINE_string("model", "", "Another registered model of the family (default: the recipe's own).")
 flags.DEFINE_list("families", list(FAMILIES), "Families to measure.")
 flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"], "Precisions to compare, side by side.")
 flags.DEFINE_bool("plain_keras", True, "Also time the plain-Keras float32 reference (fit on NumPy arrays).")
@@ -78,8 +84,14 @@ def training_flops(family, model):
 def family_rates(module):
     recipe = module.RECIPE
     base = module.Config(
-        dataset=protocol_dataset("", FLAGS.manual_dir), manual_dir=FLAGS.manual_dir, **SPLITS, model_dir="/tmp/unused"
+        dataset=protocol_dataset(FLAGS.dataset, FLAGS.manual_dir),
+        manual_dir=FLAGS.manual_dir,
+        data_dir=FLAGS.data_dir,
+        **{**SPLITS, "train_split": FLAGS.train_split},
+        model_dir="/tmp/unused",
     )
+    if FLAGS.model:
+        base = base.replace(model=FLAGS.model)
     fits, images = {}, 0
     if FLAGS.plain_keras:
         run = flow.prepare(recipe, base.replace(precision="float32"))
@@ -123,10 +135,8 @@ def main(argv):
         ratios = f"x{rates[last] / rates[first]:.2f}" + (
             f" | x{rates[last] / rates[PLAIN]:.2f}" if FLAGS.plain_keras else ""
         )
-        print(
-            f"| {family} ({FAMILIES[family].Config().model}) | {batch} | {flops / 1e6:.0f} | {cells} | {ratios} |",
-            flush=True,
-        )
+        name = FLAGS.model or FAMILIES[family].Config().model
+        print(f"| {family} ({name}) | {batch} | {flops / 1e6:.0f} | {cells} | {ratios} |", flush=True)
     print(
         f"\nmedian of {FLAGS.repeats - 1} epochs per column, epochs interleaved; in brackets, the share of "
         "the matmul peak in the column's precision"

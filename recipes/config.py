@@ -85,8 +85,8 @@ class TransferConfig:
     )
     holdout_fraction: float = option(
         0.2,
-        "image_folder of class folders without split folders: the share of each class held out (seeded by "
-        "--seed) as --eval_split; the rest is --train_split.",
+        "image_folder of class folders without split folders: the share of each class held out (with a "
+        "fixed seed: the same images in every run) as --eval_split; the rest is --train_split.",
         positive=True,
         below=1,
     )

@@ -24,6 +24,9 @@ CACHE_LIMIT_BYTES = 2 << 30  # decoded train splits up to 2 GiB are cached in me
 IMAGE_FOLDER = "image_folder"  # datasets.ImageFolder: <manual_dir>/<split>/<class>/<image> or <class>/<image>
 IMAGE_SUFFIXES = datasets.IMAGE_SUFFIXES
 HOLDOUT_FRACTION = 0.2  # of each class, the eval split of an image folder without split folders
+# The hold-out's seed, the same in every run (not --seed): a transfer or distillation run with another
+# --seed on the same folder evaluates on the images the encoder's run held out, never on its training images.
+HOLDOUT_SEED = 0
 
 
 _NOTICES = ("Using custom data configuration", "Variant folder")  # TFDS's warnings that are not ours to show
@@ -447,7 +450,7 @@ def load_data(config, prepare=True, prefix="", reads=None, reader=""):
             config.train_split,
             config.eval_split,
             image_size,
-            seed=config.seed,
+            seed=HOLDOUT_SEED,
             holdout_fraction=getattr(config, "holdout_fraction", HOLDOUT_FRACTION),
             prefix=prefix,
         )

@@ -704,7 +704,7 @@ def image_folder_plan(
             splits = {train: kept, evaluate: held}
             notes.append(
                 f"[data] {where} has class folders and no split folders: held out {holdout_fraction:g} of each "
-                f"class (--holdout_fraction, seed {seed}) as {evaluate}: {len(kept)} {train} and {len(held)} "
+                f"class (--holdout_fraction) as {evaluate}: {len(kept)} {train} and {len(held)} "
                 f"{evaluate} images of {len(class_names)} classes"
             )
 

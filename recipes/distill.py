@@ -378,8 +378,9 @@ def pool_inputs(data):
 
 
 def check_pool(config, data, largest):
-    """Distillation needs examples beyond the `largest` budget's labelled ones; one line if there are none."""
-    if data.num_train <= largest:
+    """Distillation needs examples beyond the `largest` budget's labelled ones (the unlabelled split's
+    count); one line if there are none."""
+    if data.num_train + (data.num_unlabelled if data.unlabelled_split else 0) <= largest:
         raise ZooError(
             f"--train_split={config.train_split} has {data.num_train} {data.kind}, no more than the {largest} "
             f"labelled ones: distillation needs unlabelled {data.kind}; use a larger split or a smaller --label_budgets"

@@ -21,7 +21,10 @@ class Accuracy(float):
     everywhere else (arithmetic, formatting, JSON)."""
 
     def __new__(cls, correct):
-        correct = np.asarray(correct, dtype=bool).reshape(-1)
+        correct = np.array(correct, dtype=bool)  # a copy, read-only: the caller's array may change
+        if correct.ndim != 1:
+            raise TypeError(f"Accuracy takes one boolean per eval example, not an array of shape {correct.shape}")
+        correct.setflags(write=False)
         value = super().__new__(cls, float(correct.mean()) if correct.size else 0.0)
         value.correct = correct
         return value
@@ -71,11 +74,12 @@ def paired_gain(better, worse, resamples=RESAMPLES, level=LEVEL, seed=0):
 
 
 def gain_entry(better, worse, **kwargs):
-    """{"points", "ci95": [low, high]} of `paired_gain`, rounded for metrics.json; None without one."""
+    """{"points", "ci95": [low, high]} of `paired_gain`, rounded to the tenth of a point the lines show
+    (so a verdict never rests on a digit it does not print); None without one."""
     gain = paired_gain(better, worse, **kwargs)
     if gain is None:
         return None
-    points, low, high = (round(v, 2) + 0.0 for v in gain)  # + 0.0: never -0.0
+    points, low, high = (round(v, 1) + 0.0 for v in gain)  # + 0.0: never -0.0
     return {"points": points, "ci95": [low, high]}
 
 

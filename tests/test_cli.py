@@ -104,6 +104,7 @@ def test_the_quiet_start_leaves_out_only_tensorflows_start_up_lines():
         "numerical results due to floating-point round-off errors from different computation orders.",
     ]
     assert all(quiet.noise(line) for line in said)
+    assert not quiet.noise(said[4], no_driver=False)  # a failed cuInit where a driver exists says why: kept
     kept = ["UserWarning: the dataset is small", "W0000 ... Out of memory while trying to allocate", "error: --epochs"]
     assert not any(quiet.noise(line) for line in kept)
     assert quiet.asks_for_logs(["--verbosity=1"]) and quiet.asks_for_logs(["-v", "1"])

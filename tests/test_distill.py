@@ -5,6 +5,7 @@ recipes.transfer) and on texts, and the bad input that stops it."""
 import dataclasses
 import json
 import os
+import types
 
 import keras
 import numpy as np
@@ -261,3 +262,13 @@ def test_bad_input_is_one_line_and_writes_nothing(case, trained_dir, tfds_dir, i
     assert str(raised.value).startswith(message.replace("{tmp}", str(tmp_path))), str(raised.value)
     assert "\n" not in str(raised.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_pool_counts_the_unlabelled_split():
+    """`--label_budgets=all` labels the whole train split: an unlabelled split is then the pool."""
+    config = types.SimpleNamespace(train_split="train")
+    texts = types.SimpleNamespace(num_train=20, num_unlabelled=100, unlabelled_split="unsup", kind="texts")
+    distill.check_pool(config, texts, 20)  # 100 unlabelled texts to teach from
+    images = types.SimpleNamespace(num_train=20, num_unlabelled=0, unlabelled_split="", kind="images")
+    with pytest.raises(ZooError, match="--train_split=train has 20 images, no more than the 20 labelled ones"):
+        distill.check_pool(config, images, 20)

@@ -199,3 +199,12 @@ def assert_encoder_reloads_frozen(model_dir, images):
     loaded = tf.saved_model.load(f"{model_dir}/encoder")  # keep a reference while calling it
     np.testing.assert_allclose(layer(images), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(loaded.serve(tf.constant(images)), expected, rtol=1e-5, atol=1e-6)
+
+
+def prepared_files(data_dir, name):
+    """{path: modification time} of every file TFDS prepared for the builder `name` under `data_dir`."""
+    found = {}
+    for folder, _, names in os.walk(os.path.join(data_dir, name)):
+        for file in names:
+            found[os.path.join(folder, file)] = os.stat(os.path.join(folder, file)).st_mtime_ns
+    return found

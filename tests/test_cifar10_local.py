@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from conftest import prepared_files
 from PIL import Image
 
 from recipes import datasets
@@ -80,15 +81,6 @@ def prepare(data_dir, manual_dir):
 
 def split_examples(builder, split):
     return [(e["image"], int(e["label"])) for e in tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False))]
-
-
-def prepared_files(data_dir):
-    """{path: modification time} of every file under data_dir/cifar10_local."""
-    found = {}
-    for folder, _, names in os.walk(os.path.join(data_dir, "cifar10_local")):
-        for name in names:
-            found[os.path.join(folder, name)] = os.stat(os.path.join(folder, name)).st_mtime_ns
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -187,12 +179,14 @@ def test_prepared_once_in_one_pass_and_keyed_on_the_archive(tmp_path, monkeypatc
     write_archive(folder / "cifar10-jpeg.tar.gz", members)
     first = prepare(tmp_path / "tfds", str(folder))
     assert sorted(decoded) == sorted(members) and len(passes) == 1  # each JPEG once, the archive read once
-    files = prepared_files(tmp_path / "tfds")
+    files = prepared_files(tmp_path / "tfds", "cifar10_local")
     assert files
     second = prepare(tmp_path / "tfds", str(folder / "cifar10-jpeg.tar.gz"))  # the file itself
     copy = prepare(tmp_path / "tfds", str(shutil.copytree(folder, tmp_path / "copy")))  # the same bytes elsewhere
     assert second.builder_config.name == copy.builder_config.name == first.builder_config.name
-    assert len(decoded) == 50 and len(passes) == 1 and prepared_files(tmp_path / "tfds") == files  # read as they are
+    assert (
+        len(decoded) == 50 and len(passes) == 1 and prepared_files(tmp_path / "tfds", "cifar10_local") == files
+    )  # read as they are
     np.testing.assert_array_equal(split_examples(copy, "test")[3][0], split_examples(first, "test")[3][0])
 
     other = cifar_members(seed=1)  # another archive in its place, of the same name and layout: another copy
@@ -202,8 +196,8 @@ def test_prepared_once_in_one_pass_and_keyed_on_the_archive(tmp_path, monkeypatc
     assert len(decoded) == 100 and len(passes) == 2
     np.testing.assert_array_equal(split_examples(changed, "test")[0][0], expected(other, "test")[0][0])
     assert not np.array_equal(split_examples(changed, "test")[0][0], split_examples(first, "test")[0][0])
-    assert set(prepared_files(tmp_path / "tfds")) > set(files)  # the first copy is kept, untouched
-    assert {p: t for p, t in prepared_files(tmp_path / "tfds").items() if p in files} == files
+    assert set(prepared_files(tmp_path / "tfds", "cifar10_local")) > set(files)  # the first copy is kept, untouched
+    assert {p: t for p, t in prepared_files(tmp_path / "tfds", "cifar10_local").items() if p in files} == files
 
 
 def _bad_input(tmp_path, case):
@@ -290,7 +284,7 @@ def test_bad_input_is_one_line_and_prepares_nothing(tmp_path, case, message, cap
     with pytest.raises(ZooError, match=message) as e:
         load_data(config)
     assert "\n" not in str(e.value) and str(e.value).startswith("--")
-    assert prepared_files(data_dir) == {}  # TFDS's incomplete copy is removed
+    assert prepared_files(data_dir, "cifar10_local") == {}  # TFDS's incomplete copy is removed
     assert not any("incomplete" in folder for folder, _, _ in os.walk(data_dir))
     capfd.readouterr()
     # the same archive intact again is prepared as usual

@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from conftest import prepared_files
 from PIL import Image
 
 from recipes import datasets
@@ -136,15 +137,6 @@ def test_a_folder_of_grey_images_stays_grey_at_the_size_asked(tmp_path):
     assert images[:, 0, 0, 0].tolist() == [77, 100, 255, 255] and labels.tolist() == [0, 0, 1, 1]
 
 
-def _prepared_files(data_dir):
-    """{path: modification time} of every file under data_dir/image_folder."""
-    found = {}
-    for folder, _, names in os.walk(os.path.join(data_dir, "image_folder")):
-        for name in names:
-            found[os.path.join(folder, name)] = os.stat(os.path.join(folder, name)).st_mtime_ns
-    return found
-
-
 def test_prepared_copy_is_decoded_once_and_rebuilt_when_the_folder_or_size_changes(tmp_path, monkeypatch):
     decoded = []
     read = datasets.read_image
@@ -152,10 +144,12 @@ def test_prepared_copy_is_decoded_once_and_rebuilt_when_the_folder_or_size_chang
     root = _folder(tmp_path / "pets")
     first = load_data(_config(root, tmp_path))
     assert len(decoded) == 12 and len(set(decoded)) == 12  # every image once
-    files = _prepared_files(tmp_path / "tfds")
+    files = prepared_files(tmp_path / "tfds", "image_folder")
     assert files
     second = load_data(_config(root, tmp_path))
-    assert len(decoded) == 12 and _prepared_files(tmp_path / "tfds") == files  # TFDS's files, read as they are
+    assert (
+        len(decoded) == 12 and prepared_files(tmp_path / "tfds", "image_folder") == files
+    )  # TFDS's files, read as they are
     np.testing.assert_array_equal(second.eval_inputs, first.eval_inputs)
 
     _solid(os.path.join(root, "train", "bees", "9.png"), 99)  # a new image: a new copy
@@ -165,7 +159,7 @@ def test_prepared_copy_is_decoded_once_and_rebuilt_when_the_folder_or_size_chang
     assert load_data(_config(root, tmp_path)).num_train == 9 and len(decoded) == 12 + 13 + 13
     resized = load_data(_config(root, tmp_path, image_size=(3, 3)))  # another size: another copy
     assert resized.image_shape == (3, 3, 1) and len(decoded) == 12 + 13 * 3
-    assert set(_prepared_files(tmp_path / "tfds")) >= set(files)  # the older copies are not touched
+    assert set(prepared_files(tmp_path / "tfds", "image_folder")) >= set(files)  # the older copies are not touched
 
 
 def test_unreadable_image_is_one_line_and_leaves_nothing_while_other_files_are_ignored(tmp_path):
@@ -180,14 +174,14 @@ def test_unreadable_image_is_one_line_and_leaves_nothing_while_other_files_are_i
     message = f"--manual_dir={re.escape(root)}: cannot read image '{re.escape(str(jpeg))}' .*remove or replace it"
     with pytest.raises(ZooError, match=message) as e:
         load_data(_config(root, tmp_path))
-    assert "\n" not in str(e.value) and _prepared_files(tmp_path / "tfds") == {}
+    assert "\n" not in str(e.value) and prepared_files(tmp_path / "tfds", "image_folder") == {}
 
     jpeg.unlink()
     text = tmp_path / "pets" / "test" / "ants" / "notes.png"
     text.write_text("not a png")
     with pytest.raises(ZooError, match=f"cannot read image '{re.escape(str(text))}' \\(UnidentifiedImageError\\)"):
         load_data(_config(root, tmp_path))
-    assert _prepared_files(tmp_path / "tfds") == {}
+    assert prepared_files(tmp_path / "tfds", "image_folder") == {}
 
 
 @pytest.mark.parametrize(
@@ -217,7 +211,7 @@ def test_layouts_that_cannot_be_read_are_one_line(layout, changes, message, tmp_
         _folder(root / "training")
     with pytest.raises(ZooError, match=message) as err:
         load_data(_config(root, tmp_path, **changes))
-    assert "\n" not in str(err.value) and _prepared_files(tmp_path / "tfds") == {}
+    assert "\n" not in str(err.value) and prepared_files(tmp_path / "tfds", "image_folder") == {}
 
 
 def test_preparation_says_one_line_of_ours(tmp_path, idx_dir, capfd):

@@ -266,27 +266,37 @@ def _hash_file(path):
     return digest.hexdigest()[:12]
 
 
+TAR_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)  # what a damaged or cut .tar.gz raises
+
+
+def _tar_stream(path):
+    """(member, the open tar to extract it from) of each member of the .tar.gz at `path`, read as a
+    stream in one decompression pass (nothing is unpacked to disk). A stream cut at a member's
+    boundary ends the members without an error, so the rest of the gzip stream is then read to its
+    end marker, which raises EOFError for a truncated archive. Raises one of TAR_ERRORS."""
+    with gzip.open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+        for member in tar:
+            yield member, tar
+        while stream.read(1 << 20):
+            pass
+
+
 def _imdb_tar_reviews(path, manual_dir):
     """(folder, file name, bytes) of each review in an aclImdb .tar.gz, in archive order, read as a
     stream (nothing is unpacked to disk); folder is one of the IMDB_SPLITS folders, e.g. 'train/pos'."""
     folders = {f for split in IMDB_SPLITS.values() for f in split}
     try:
-        with gzip.open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-            for member in tar:
-                parts = member.name.removeprefix("./").split("/")
-                if (
-                    member.isfile()
-                    and len(parts) == 4
-                    and parts[0] == "aclImdb"
-                    and f"{parts[1]}/{parts[2]}" in folders
-                    and _is_text_file(parts[3])
-                ):
-                    yield f"{parts[1]}/{parts[2]}", parts[3], tar.extractfile(member).read()
-            # A stream cut at a member's boundary ends the loop without an error: read the rest of the
-            # gzip stream to its end marker, which raises EOFError for a truncated archive.
-            while stream.read(1 << 20):
-                pass
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        for member, tar in _tar_stream(path):
+            parts = member.name.removeprefix("./").split("/")
+            if (
+                member.isfile()
+                and len(parts) == 4
+                and parts[0] == "aclImdb"
+                and f"{parts[1]}/{parts[2]}" in folders
+                and _is_text_file(parts[3])
+            ):
+                yield f"{parts[1]}/{parts[2]}", parts[3], tar.extractfile(member).read()
+    except TAR_ERRORS as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else "unreadable"
         raise ZooError(
             f"--manual_dir={manual_dir}: not a readable gzip-compressed tar file ({type(e).__name__}: {reason}); "
@@ -830,34 +840,28 @@ def _cifar10_members(path, where):
     and an unreadable archive, are one line naming the member."""
     found, name, last = {}, None, None
     try:
-        with gzip.open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-            for member in tar:
-                name = member.name  # until its bytes are read
-                parts = [p for p in member.name.split("/") if p not in ("", ".")]
-                if member.isdir() or not parts or parts[0] not in CIFAR10_SPLITS or _hidden(parts):
-                    name, last = None, member.name
-                    continue
-                if len(parts) != 3:
-                    raise ZooError(
-                        f"{where}: member '{member.name}' is not at <split>/<class>/<file>; the archive holds "
-                        f"train/<class>/*.jpg and test/<class>/*.jpg: pass {CIFAR10_ARCHIVE} as given"
-                    )
-                if parts[1] not in CIFAR10_CLASSES:
-                    raise ZooError(
-                        f"{where}: member '{member.name}' is in '{parts[1]}/', not a CIFAR-10 class "
-                        f"({', '.join(CIFAR10_CLASSES)}); for other classes unpack the archive and use "
-                        "--dataset=image_folder"
-                    )
-                if not member.isfile():
-                    raise ZooError(f"{where}: member '{member.name}' is a link, not a file; pack the image itself")
-                found[tuple(parts)] = tar.extractfile(member).read()
+        for member, tar in _tar_stream(path):
+            name = member.name  # until its bytes are read
+            parts = [p for p in member.name.split("/") if p not in ("", ".")]
+            if member.isdir() or not parts or parts[0] not in CIFAR10_SPLITS or _hidden(parts):
                 name, last = None, member.name
-            name = None
-            # A stream cut at a member's boundary ends the loop without an error: read the rest of the
-            # gzip stream to its end marker, which raises EOFError for a truncated archive.
-            while stream.read(1 << 20):
-                pass
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+                continue
+            if len(parts) != 3:
+                raise ZooError(
+                    f"{where}: member '{member.name}' is not at <split>/<class>/<file>; the archive holds "
+                    f"train/<class>/*.jpg and test/<class>/*.jpg: pass {CIFAR10_ARCHIVE} as given"
+                )
+            if parts[1] not in CIFAR10_CLASSES:
+                raise ZooError(
+                    f"{where}: member '{member.name}' is in '{parts[1]}/', not a CIFAR-10 class "
+                    f"({', '.join(CIFAR10_CLASSES)}); for other classes unpack the archive and use "
+                    "--dataset=image_folder"
+                )
+            if not member.isfile():
+                raise ZooError(f"{where}: member '{member.name}' is a link, not a file; pack the image itself")
+            found[tuple(parts)] = tar.extractfile(member).read()
+            name, last = None, member.name
+    except TAR_ERRORS as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else "unreadable"
         at = f" at member '{name}'" if name else f" after member '{last}'" if last else ""
         raise ZooError(

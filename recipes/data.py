@@ -17,7 +17,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from recipes import datasets  # registers the offline builders
-from zoo.errors import ZooError
+from zoo.errors import ZooError, first_line
 
 AUTOTUNE = tf.data.AUTOTUNE
 CACHE_LIMIT_BYTES = 2 << 30  # decoded train splits up to 2 GiB are cached in memory
@@ -489,7 +489,7 @@ def load_data(config, prepare=True, prefix="", reads=None, reader=""):
             # both wrote a copy, the first renamed it into place, the second's rename failed.
             builder = new_builder()
             if not (isinstance(e, FileExistsError) and _is_prepared(builder)):
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                first = first_line(e)
                 raise ZooError(
                     f"--{prefix}dataset={config.dataset}: could not prepare it ({type(e).__name__}: {first}); "
                     f"check the network, or point --{prefix}data_dir at prepared data"

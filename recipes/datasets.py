@@ -54,7 +54,7 @@ import zlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, first_line
 
 IDX_SPLITS = {"train": "train", "test": "t10k"}
 
@@ -297,7 +297,7 @@ def _imdb_tar_reviews(path, manual_dir):
             ):
                 yield f"{parts[1]}/{parts[2]}", parts[3], tar.extractfile(member).read()
     except TAR_ERRORS as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else "unreadable"
+        reason = first_line(e, "unreadable")
         raise ZooError(
             f"--manual_dir={manual_dir}: not a readable gzip-compressed tar file ({type(e).__name__}: {reason}); "
             "pass aclImdb_v1.tar.gz or the aclImdb folder it unpacks to"
@@ -862,7 +862,7 @@ def _cifar10_members(path, where):
             found[tuple(parts)] = tar.extractfile(member).read()
             name, last = None, member.name
     except TAR_ERRORS as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else "unreadable"
+        reason = first_line(e, "unreadable")
         at = f" at member '{name}'" if name else f" after member '{last}'" if last else ""
         raise ZooError(
             f"{where}: the archive is unreadable{at} ({type(e).__name__}: {reason}); it is cut short or corrupt: "
@@ -894,7 +894,7 @@ def read_cifar10_jpeg(data, member, where):
             img.load()
             mode, size, pixels = img.mode, img.size, np.asarray(img, np.uint8)
     except Exception as e:  # PIL raises many kinds for a file that is not an image, or is cut short
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else "unreadable"
+        reason = first_line(e, "unreadable")
         if isinstance(e, Image.UnidentifiedImageError):
             reason = "not an image"
         raise ZooError(

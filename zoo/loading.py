@@ -11,7 +11,7 @@ import zipfile
 
 import keras
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, first_line
 
 ARTIFACT_FORMAT = 1  # the layout of docs/artifact.md that this zoo writes and reads
 ENCODER_KERAS = "encoder.keras"
@@ -98,8 +98,7 @@ def check_run_manifest(manifest, path):
     except ZooError as e:
         raise ZooError(f"'{path}' names a model this zoo cannot build ({e}); export the model again") from None
     except Exception as e:  # a wrong value inside model_config fails in the builder, in many ways
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        reason = reason if len(reason) <= 200 else reason[:200] + "..."
+        reason = first_line(e)
         raise ZooError(
             f"'{path}': its \"model_config\" does not build {model} ({type(e).__name__}: {reason}); "
             "the manifest was edited or is corrupt, export the model again"
@@ -124,9 +123,7 @@ def load_keras_file(path, what="the model"):
         text = str(e)
         if "safe_mode" in text or "Lambda" in text:
             raise ZooError(_lambda_message(path)) from None
-        reason = text.strip().splitlines()[0] if text.strip() else type(e).__name__
-        if len(reason) > 200:
-            reason = reason[:200] + "..."
+        reason = first_line(e)
         raise ZooError(
             f"cannot load '{path}' ({type(e).__name__}: {reason}); the file is corrupt or not a "
             f"zoo export, export {what} again"
@@ -183,7 +180,7 @@ def check_saved_model(path):
             proto = saved_model_pb2.SavedModel()
             proto.ParseFromString(f.read())
     except Exception as e:  # protobuf's DecodeError, or an unreadable file
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = first_line(e)
         raise ZooError(
             f"'{graph}' is corrupt ({reason}); the SavedModel is truncated, export the model again"
         ) from None
